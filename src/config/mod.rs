@@ -1,0 +1,374 @@
+//! Configuration: a strict serde struct, loaded from TOML (or the embedded default), then validated.
+//!
+//! `config/portcullis.toml` documents every field; it is also the embedded default.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// The documented example config, compiled in: what `portcullis serve` runs without `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/portcullis.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+    /// Upstream registries keyed by the host name clients use for them.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".into(),
+            data_dir: PathBuf::from("./portcullis-data"),
+            log_format: LogFormat::Pretty,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Settings shared by every upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    pub default: String,
+    pub connect_timeout_seconds: u64,
+    pub first_byte_timeout_seconds: u64,
+    pub idle_timeout_seconds: u64,
+    pub attempts: u32,
+    pub backoff_ms: u64,
+    pub max_retry_after_seconds: u64,
+    pub max_manifest_bytes: usize,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            default: "docker.io".into(),
+            connect_timeout_seconds: 10,
+            first_byte_timeout_seconds: 60,
+            idle_timeout_seconds: 60,
+            attempts: 3,
+            backoff_ms: 200,
+            max_retry_after_seconds: 10,
+            max_manifest_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl UpstreamSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_seconds)
+    }
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_byte_timeout_seconds)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub auth_hosts: Vec<String>,
+}
+
+impl UpstreamConfig {
+    pub fn anonymous(url: &str) -> Self {
+        UpstreamConfig {
+            url: url.to_string(),
+            aliases: vec![],
+            username: None,
+            password_env: None,
+            password_file: None,
+            auth_hosts: vec![],
+        }
+    }
+
+    /// Reads the secret from its env var or file. Called at start-up, so a missing secret is a
+    /// configuration error rather than a failed pull later.
+    pub fn credentials(&self) -> Result<Option<Credentials>, ConfigError> {
+        let Some(username) = &self.username else {
+            return Ok(None);
+        };
+        let password = match (&self.password_env, &self.password_file) {
+            (Some(var), None) => std::env::var(var).map_err(|_| {
+                ConfigError::field("password_env", format!("environment variable {var} is not set"))
+            })?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::field("password_file", format!("{}: {e}", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            (None, None) => String::new(),
+            (Some(_), Some(_)) => unreachable!("validate() rejects both"),
+        };
+        Ok(Some(Credentials {
+            username: username.clone(),
+            password: Secret(password),
+        }))
+    }
+}
+
+/// A user name and a secret for an upstream.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A secret string: its `Debug` and `Display` print `***`, so it never reaches a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A configuration error naming the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl ConfigError {
+    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Config {
+        Config::parse(DEFAULT_CONFIG).expect("the embedded config is valid")
+    }
+
+    /// Parses TOML (without validating).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Config::parse(&text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: addresses, URLs, references between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let u = &self.upstream;
+        if u.attempts == 0 {
+            return Err(ConfigError::field("upstream.attempts", "must be at least 1"));
+        }
+        for (name, secs) in [
+            ("upstream.connect_timeout_seconds", u.connect_timeout_seconds),
+            ("upstream.first_byte_timeout_seconds", u.first_byte_timeout_seconds),
+            ("upstream.idle_timeout_seconds", u.idle_timeout_seconds),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::field(name, "must be at least 1 second"));
+            }
+        }
+        if u.max_manifest_bytes < 1024 {
+            return Err(ConfigError::field("upstream.max_manifest_bytes", "must be at least 1024"));
+        }
+        if self.upstreams.is_empty() {
+            return Err(ConfigError::field("upstreams", "at least one upstream is needed"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (host, up) in &self.upstreams {
+            let field = |f: &str| format!("upstreams.\"{host}\".{f}");
+            validate_host(host).map_err(|m| ConfigError::field(format!("upstreams.\"{host}\""), m))?;
+            let url = Url::parse(&up.url).map_err(|e| ConfigError::field(field("url"), e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::field(field("url"), "must be an http:// or https:// URL with a host"));
+            }
+            if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+                return Err(ConfigError::field(
+                    field("url"),
+                    "must carry no path, query or user info (credentials go in username/password_*)",
+                ));
+            }
+            for alias in std::iter::once(host).chain(&up.aliases) {
+                validate_host(alias).map_err(|m| ConfigError::field(field("aliases"), m))?;
+                if !seen.insert(alias.to_ascii_lowercase()) {
+                    return Err(ConfigError::field(field("aliases"), format!("{alias} names two upstreams")));
+                }
+            }
+            if up.password_env.is_some() && up.password_file.is_some() {
+                return Err(ConfigError::field(field("password_env"), "give password_env or password_file, not both"));
+            }
+            if up.username.is_none() && (up.password_env.is_some() || up.password_file.is_some()) {
+                return Err(ConfigError::field(field("username"), "a password needs a username"));
+            }
+        }
+        if !self
+            .upstreams
+            .keys()
+            .any(|h| h.eq_ignore_ascii_case(&self.upstream.default))
+        {
+            return Err(ConfigError::field(
+                "upstream.default",
+                format!("{} is not one of the configured upstreams", self.upstream.default),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::field("server.listen", format!("{:?}: {e}", self.server.listen)))
+    }
+}
+
+/// A registry host as clients write it: `name[.name...][:port]`, lowercase letters, digits, `-`.
+fn validate_host(host: &str) -> Result<(), String> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a registry host name"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded();
+        c.validate().unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:5000");
+        assert_eq!(c.upstream.default, "docker.io");
+        for host in ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io"] {
+            assert!(c.upstreams.contains_key(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    fn invalid(text: &str) -> String {
+        let c = Config::parse(text).unwrap();
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let up = "[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n";
+        assert!(invalid(&format!("[server]\nlisten = \"nope\"\n{up}")).starts_with("server.listen"));
+        assert!(invalid(&format!("[upstream]\ndefault = \"ghcr.io\"\n{up}")).starts_with("upstream.default"));
+        assert!(invalid("[upstreams.\"docker.io\"]\nurl = \"ftp://x\"\n").contains("url"));
+        assert!(invalid("[upstreams.\"docker.io\"]\nurl = \"https://x/path\"\n").contains("url"));
+        assert!(invalid("[upstreams.\"docker.io\"]\nurl = \"https://x\"\npassword_env = \"X\"\n").contains("username"));
+        assert!(invalid(&format!("[upstream]\nattempts = 0\n{up}")).starts_with("upstream.attempts"));
+        assert!(invalid("[upstreams.\"bad host\"]\nurl = \"https://x\"\n[upstream]\ndefault = \"bad host\"\n").contains("not a registry host"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+        let c = Credentials { username: "u".into(), password: s };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn password_file_is_read_and_trimmed() {
+        let dir = std::env::temp_dir().join(format!("portcullis-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let mut up = UpstreamConfig::anonymous("https://x");
+        up.username = Some("me".into());
+        up.password_file = Some(f);
+        assert_eq!(up.credentials().unwrap().unwrap().password.expose(), "s3cret");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

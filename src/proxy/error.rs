@@ -1,0 +1,68 @@
+//! What can go wrong on the request path, and whose fault it is.
+
+use crate::oci::ErrorCode;
+use crate::upstream::{RouteError, UpstreamError};
+use std::time::Duration;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the request path. `server::error` is the one place that turns them into responses.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // The client's fault.
+    #[error("invalid repository name: {0}")]
+    NameInvalid(String),
+    #[error("invalid digest: {0}")]
+    DigestInvalid(String),
+    #[error("invalid reference: {0}")]
+    ReferenceInvalid(String),
+    #[error("range not satisfiable for a blob of {size} bytes")]
+    RangeInvalid { size: u64 },
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error("{method} is not supported: this registry is a read-only pull-through proxy")]
+    Unsupported { method: String },
+    #[error("no such API endpoint: {0}")]
+    NotFound(String),
+
+    /// The upstream answered with a client error (unknown manifest, denied, ...), passed on.
+    #[error("{message}")]
+    Upstream {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
+
+    // The upstream's fault; a retry may help.
+    #[error(transparent)]
+    Unreachable(#[from] UpstreamError),
+    #[error("upstream {host} answered {status} after {attempts} attempt(s)")]
+    UpstreamFailed { host: String, status: u16, attempts: u32 },
+    #[error("upstream {host} is rate-limiting this proxy (429)")]
+    RateLimited {
+        host: String,
+        retry_after: Option<Duration>,
+    },
+    /// The upstream sent something that cannot be right (wrong digest, oversized manifest).
+    #[error("upstream {host} sent a bad answer: {reason}")]
+    BadUpstream { host: String, reason: String },
+}
+
+impl Error {
+    /// Whether a client retrying the same request may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable(_) | Error::UpstreamFailed { .. } | Error::RateLimited { .. }
+        )
+    }
+}
+
+impl From<RouteError> for Error {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NotConfigured(_) => Error::NotConfigured(e.to_string()),
+            RouteError::Name(n) => Error::NameInvalid(n.0),
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The pull-through request path: manifests, blobs, tags and referrers fetched from the routed
+//! upstream, verified, and streamed on with tail-hold.
+
+pub mod error;
+pub mod range;
+pub mod tailhold;
+
+pub use error::{Error, Result};
+pub use range::ByteRange;
+pub use tailhold::{BlobCheck, DigestCheck, TailHold, Veto, Window};
+
+use crate::oci::{media, Digest, ErrorCode, ErrorEnvelope, Reference};
+use crate::upstream::{Route, UpstreamClient};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A blob body as it reaches the server: bytes, or an error that must abort the response.
+pub type BlobBody = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
+
+/// Upstream headers worth passing on to clients (Docker Hub's rate-limit figures).
+const PASSTHROUGH_HEADERS: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "docker-ratelimit-source"];
+
+#[derive(Debug, Clone)]
+pub struct ManifestRequest {
+    pub route: Route,
+    pub reference: Reference,
+    /// The client's `Accept` types, as a set (dockerd sends them in random order).
+    pub accept: Vec<String>,
+}
+
+pub struct ManifestReply {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+    pub headers: HeaderMap,
+}
+
+#[derive(Debug, Clone)]
+pub struct BlobRequest {
+    pub route: Route,
+    pub digest: Digest,
+    pub range: Option<ByteRange>,
+    /// HEAD: only the size and digest are wanted.
+    pub head: bool,
+}
+
+pub struct BlobReply {
+    pub digest: Digest,
+    /// Size of the whole blob, when known.
+    pub size: Option<u64>,
+    /// The part being sent, when a range was asked for and can be served.
+    pub window: Option<(u64, u64)>,
+    /// `None` for HEAD.
+    pub body: Option<BlobBody>,
+    pub headers: HeaderMap,
+}
+
+/// A JSON document passed through from the upstream (tag lists, referrers).
+pub struct JsonReply {
+    pub content_type: String,
+    pub bytes: Bytes,
+    pub headers: HeaderMap,
+}
+
+/// The read side of a registry. The pull-through proxy implements it; a local store would too, so
+/// handlers cannot tell where content comes from.
+pub trait Registry: Send + Sync + 'static {
+    /// A manifest or index, byte-exact, with its digest. HEAD and GET share this.
+    fn manifest(&self, req: ManifestRequest) -> impl Future<Output = Result<ManifestReply>> + Send;
+    /// A blob; its body, if any, never completes unless its bytes match `req.digest`.
+    fn blob(&self, req: BlobRequest) -> impl Future<Output = Result<BlobReply>> + Send;
+    /// `tags/list`, with `n`/`last` passed on; `link_base` is the client-facing path for `Link`.
+    fn tags(&self, route: Route, query: Option<String>, link_base: String) -> impl Future<Output = Result<JsonReply>> + Send;
+    /// `referrers/<digest>`, with `artifactType` passed on.
+    fn referrers(&self, route: Route, digest: Digest, query: Option<String>) -> impl Future<Output = Result<JsonReply>> + Send;
+}
+
+/// Builds the extra checks a blob's bytes pass besides its digest (inspection plugs in here).
+pub trait CheckFactory: Send + Sync {
+    fn checks(&self, req: &BlobRequest) -> Vec<Box<dyn BlobCheck>>;
+}
+
+/// The pull-through registry: every request goes to the routed upstream.
+pub struct PullThrough {
+    client: Arc<UpstreamClient>,
+    extra_checks: Vec<Arc<dyn CheckFactory>>,
+}
+
+impl PullThrough {
+    pub fn new(client: Arc<UpstreamClient>) -> Self {
+        PullThrough {
+            client,
+            extra_checks: Vec::new(),
+        }
+    }
+
+    pub fn with_checks(mut self, factory: Arc<dyn CheckFactory>) -> Self {
+        self.extra_checks.push(factory);
+        self
+    }
+
+    async fn get(&self, route: &Route, method: Method, rest: &str, query: Option<&str>, headers: HeaderMap) -> Result<reqwest::Response> {
+        let response = self.client.send(route, method, rest, query, headers).await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(self.status_error(route, response, rest).await)
+        }
+    }
+
+    /// Turns an upstream's non-success answer into the error the client should see.
+    async fn status_error(&self, route: &Route, response: reqwest::Response, rest: &str) -> Error {
+        let host = route.upstream.host.clone();
+        let status = response.status();
+        let retry_after = crate::upstream::client::retry_after(response.headers());
+        let attempts = self.client.settings().attempts;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Error::RateLimited { host, retry_after };
+        }
+        if status.is_server_error() {
+            return Error::UpstreamFailed {
+                host,
+                status: status.as_u16(),
+                attempts,
+            };
+        }
+        let body = read_capped(response, 64 * 1024).await.unwrap_or_default();
+        let upstream_err = ErrorEnvelope::parse(&body).and_then(|e| e.errors.into_iter().next());
+        let default_code = if rest.starts_with("blobs/") {
+            ErrorCode::BlobUnknown
+        } else if rest.starts_with("manifests/") {
+            ErrorCode::ManifestUnknown
+        } else {
+            ErrorCode::NameUnknown
+        };
+        match status {
+            StatusCode::NOT_FOUND => {
+                let (code, message) = match upstream_err {
+                    Some(e) if matches!(e.code, ErrorCode::NameUnknown | ErrorCode::ManifestUnknown | ErrorCode::BlobUnknown) => (e.code, e.message),
+                    _ => (default_code, String::new()),
+                };
+                let message = if message.is_empty() {
+                    format!("{} not found on {host}", route.repo)
+                } else {
+                    format!("{message} ({} on {host})", route.repo)
+                };
+                Error::Upstream { status: 404, code, message }
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let why = upstream_err.map(|e| e.message).filter(|m| !m.is_empty()).unwrap_or_else(|| status.to_string());
+                Error::Upstream {
+                    status: 403,
+                    code: ErrorCode::Denied,
+                    message: format!("upstream {host} refused access to {}: {why}", route.repo),
+                }
+            }
+            s if s.is_client_error() && s != StatusCode::METHOD_NOT_ALLOWED => {
+                let (code, message) = upstream_err
+                    .map(|e| (e.code, e.message))
+                    .unwrap_or((ErrorCode::Unknown, s.to_string()));
+                Error::Upstream {
+                    status: s.as_u16(),
+                    code,
+                    message: format!("upstream {host}: {message}"),
+                }
+            }
+            s => Error::BadUpstream {
+                host,
+                reason: format!("unexpected status {s}"),
+            },
+        }
+    }
+}
+
+impl Registry for PullThrough {
+    async fn manifest(&self, req: ManifestRequest) -> Result<ManifestReply> {
+        let route = &req.route;
+        let host = &route.upstream.host;
+        let bad = |reason: String| Error::BadUpstream {
+            host: host.clone(),
+            reason,
+        };
+        let mut headers = HeaderMap::new();
+        let accept: Vec<&str> = if req.accept.is_empty() {
+            media::DEFAULT_ACCEPT.to_vec()
+        } else {
+            req.accept.iter().map(String::as_str).collect()
+        };
+        if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
+            headers.insert(ACCEPT, v);
+        }
+        let rest = format!("manifests/{}", req.reference);
+        let response = self.get(route, Method::GET, &rest, None, headers).await?;
+        let cap = self.client.settings().max_manifest_bytes;
+        if response.content_length().is_some_and(|l| l > cap as u64) {
+            return Err(bad(format!("manifest larger than {cap} bytes")));
+        }
+        let passthrough = passthrough_headers(response.headers());
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let announced: Option<Digest> = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = read_capped(response, cap)
+            .await
+            .map_err(|e| bad(format!("manifest body: {e}")))?;
+        let media_type = media::manifest_media_type(content_type.as_deref(), &bytes)
+            .ok_or_else(|| bad("manifest has no media type".into()))?;
+        let digest = match &req.reference {
+            Reference::Digest(expected) => {
+                let got = Digest::compute(expected.algorithm(), &bytes);
+                if &got != expected {
+                    return Err(bad(format!("manifest {expected} hashes to {got}")));
+                }
+                got
+            }
+            Reference::Tag(_) => {
+                if let Some(announced) = announced {
+                    let got = Digest::compute(announced.algorithm(), &bytes);
+                    if got != announced {
+                        return Err(bad(format!("manifest announced as {announced} hashes to {got}")));
+                    }
+                }
+                Digest::sha256_of(&bytes)
+            }
+        };
+        Ok(ManifestReply {
+            digest,
+            media_type,
+            bytes,
+            headers: passthrough,
+        })
+    }
+
+    async fn blob(&self, req: BlobRequest) -> Result<BlobReply> {
+        let rest = format!("blobs/{}", req.digest);
+        if req.head {
+            let response = self.get(&req.route, Method::HEAD, &rest, None, HeaderMap::new()).await?;
+            return Ok(BlobReply {
+                digest: req.digest,
+                size: response.content_length().filter(|_| response.headers().contains_key(CONTENT_LENGTH)),
+                window: None,
+                body: None,
+                headers: passthrough_headers(response.headers()),
+            });
+        }
+        // The whole blob is always fetched: its digest can only be checked over all of it, so a
+        // range is cut out of the verified stream rather than asked of the upstream.
+        let response = self.get(&req.route, Method::GET, &rest, None, HeaderMap::new()).await?;
+        let headers = passthrough_headers(response.headers());
+        let size = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let window = match (req.range, size) {
+            (Some(range), Some(size)) => Some(range.resolve(size).ok_or(Error::RangeInvalid { size })?),
+            _ => None,
+        };
+        let mut checks: Vec<Box<dyn BlobCheck>> = vec![Box::new(DigestCheck::new(req.digest.clone(), size))];
+        for f in &self.extra_checks {
+            checks.extend(f.checks(&req));
+        }
+        let w = window.map_or(Window::ALL, |(start, end)| Window { start, end: end + 1 });
+        let digest = req.digest.clone();
+        let host = req.route.upstream.host.clone();
+        let body = TailHold::new(response.bytes_stream(), checks, w).on_end(Box::new(move |outcome| {
+            if let Err(veto) = outcome {
+                tracing::warn!(%digest, upstream = %host, reason = %veto, "blob refused mid-stream: tail withheld, response aborted");
+            }
+        }));
+        Ok(BlobReply {
+            digest: req.digest,
+            size,
+            window,
+            body: Some(Box::pin(body)),
+            headers,
+        })
+    }
+
+    async fn tags(&self, route: Route, query: Option<String>, link_base: String) -> Result<JsonReply> {
+        let response = self
+            .get(&route, Method::GET, "tags/list", query.as_deref(), HeaderMap::new())
+            .await?;
+        let mut headers = passthrough_headers(response.headers());
+        // The upstream's Link names its own path; the client must be sent back to ours.
+        if let Some(next) = response
+            .headers()
+            .get(LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| next_link_query(l))
+        {
+            if let Ok(v) = HeaderValue::from_str(&format!("<{link_base}?{next}>; rel=\"next\"")) {
+                headers.insert(LINK, v);
+            }
+        }
+        json_reply(&route, response, headers, "application/json").await
+    }
+
+    async fn referrers(&self, route: Route, digest: Digest, query: Option<String>) -> Result<JsonReply> {
+        let rest = format!("referrers/{digest}");
+        let response = self
+            .get(&route, Method::GET, &rest, query.as_deref(), HeaderMap::new())
+            .await?;
+        let mut headers = passthrough_headers(response.headers());
+        if let Some(v) = response.headers().get("oci-filters-applied") {
+            headers.insert(HeaderName::from_static("oci-filters-applied"), v.clone());
+        }
+        json_reply(&route, response, headers, media::OCI_INDEX).await
+    }
+}
+
+/// The largest tag list or referrers index passed through.
+const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
+
+async fn json_reply(route: &Route, response: reqwest::Response, headers: HeaderMap, default_type: &str) -> Result<JsonReply> {
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default_type)
+        .to_string();
+    let bytes = read_capped(response, MAX_JSON_BYTES).await.map_err(|e| Error::BadUpstream {
+        host: route.upstream.host.clone(),
+        reason: e,
+    })?;
+    Ok(JsonReply {
+        content_type,
+        bytes,
+        headers,
+    })
+}
+
+/// The query of a `Link: </v2/x/tags/list?n=2&last=b>; rel="next"` header.
+fn next_link_query(link: &str) -> Option<String> {
+    let target = link.split(';').next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
+    let query = target.split_once('?')?.1;
+    // Only the pagination parameters go back to the client; nothing else of the upstream's URL.
+    let kept: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "n" || k == "last")
+        .map(|(k, v)| format!("{k}={}", url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+fn passthrough_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in PASSTHROUGH_HEADERS {
+        if let Some(v) = upstream.get(name) {
+            out.insert(HeaderName::from_static(name), v.clone());
+        }
+    }
+    out
+}
+
+/// Reads a whole body, refusing one longer than `cap` without buffering past it.
+async fn read_capped(response: reqwest::Response, cap: usize) -> std::result::Result<Bytes, String> {
+    let mut buf = BytesMut::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| crate::upstream::client::error_chain(&e))?;
+        if buf.len() + chunk.len() > cap {
+            return Err(format!("body larger than {cap} bytes"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_queries_keep_only_pagination() {
+        assert_eq!(
+            next_link_query(r#"</v2/library/x/tags/list?last=b&n=2&evil=1>; rel="next""#).as_deref(),
+            Some("last=b&n=2")
+        );
+        assert_eq!(next_link_query("garbage"), None);
+    }
+}

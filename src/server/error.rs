@@ -1,0 +1,88 @@
+//! The one place where request-path errors become HTTP answers: a status and the OCI envelope.
+
+use crate::oci::{ErrorCode, ErrorEnvelope, ErrorInfo};
+use crate::proxy::Error;
+use crate::upstream::UpstreamError;
+use axum::response::{IntoResponse, Response};
+use http::header::{ALLOW, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, StatusCode};
+
+/// Whose fault an error is; sent in `detail` so an operator can tell at a glance.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Client,
+    Upstream,
+    Proxy,
+}
+
+/// An error on its way to the client.
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl ApiError {
+    pub fn status_and_code(&self) -> (StatusCode, ErrorCode, Source) {
+        use Source::*;
+        match &self.0 {
+            Error::NameInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::NameInvalid, Client),
+            Error::DigestInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, Client),
+            Error::ReferenceInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, Client),
+            Error::RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::RangeInvalid, Client),
+            Error::NotConfigured(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied, Client),
+            Error::Unsupported { .. } => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, Client),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, Client),
+            Error::Upstream { status, code, .. } => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+                *code,
+                Upstream,
+            ),
+            Error::Unreachable(UpstreamError::Timeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable, Upstream),
+            Error::Unreachable(_) => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream),
+            Error::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream),
+            Error::RateLimited { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooManyRequests, Upstream),
+            Error::BadUpstream { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown, Upstream),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, source) = self.status_and_code();
+        let envelope = ErrorEnvelope {
+            errors: vec![ErrorInfo {
+                code,
+                message: self.0.to_string(),
+                detail: Some(serde_json::json!({ "source": source, "retryable": self.0.retryable() })),
+            }],
+        };
+        let body = serde_json::to_vec(&envelope).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match &self.0 {
+            Error::Unsupported { .. } => {
+                headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Error::RangeInvalid { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(CONTENT_RANGE, v);
+                }
+            }
+            Error::RateLimited { retry_after: Some(d), .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
+            }
+            _ => {}
+        }
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self.0, "request failed");
+        } else {
+            tracing::info!(%status, error = %self.0, "request refused");
+        }
+        response
+    }
+}

@@ -1,0 +1,289 @@
+//! The HTTP client for upstream registries: auth, timeouts, retries with backoff, redirects.
+
+use super::auth::{parse_challenges, realm_allowed, Challenge, TokenCache, TokenResponse};
+use super::route::{Route, Upstream};
+use crate::config::UpstreamSettings;
+use http::header::{AUTHORIZATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use std::time::Duration;
+use url::Url;
+
+/// Why an upstream request produced no response at all. An upstream that answers, even with an
+/// error status, yields a response instead: the caller decides what that status means.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach upstream {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("upstream {host} sent no response within {secs} s")]
+    Timeout { host: String, secs: u64 },
+    #[error("token service of upstream {host}: {reason}")]
+    Auth { host: String, reason: String },
+}
+
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    settings: UpstreamSettings,
+    tokens: TokenCache,
+}
+
+const UA: &str = concat!("portcullis/", env!("CARGO_PKG_VERSION"));
+const MAX_REDIRECTS: usize = 5;
+
+impl UpstreamClient {
+    pub fn new(settings: UpstreamSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout())
+            // Applies to every read of a body: a stalled upstream is abandoned after this long.
+            .read_timeout(settings.idle_timeout())
+            // reqwest drops Authorization (and cookies) when a redirect changes host or port, so a
+            // blob redirect to a CDN never carries the upstream's credential.
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        Ok(UpstreamClient {
+            http,
+            settings,
+            tokens: TokenCache::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &UpstreamSettings {
+        &self.settings
+    }
+
+    /// Sends `method /v2/<repo>/<rest>?<query>` to the route's upstream, authenticating as the
+    /// upstream asks, retrying connect errors, timeouts, 5xx and 429 with backoff. Returns the
+    /// upstream's response whatever its status once one arrives within the attempts.
+    pub async fn send(
+        &self,
+        route: &Route,
+        method: Method,
+        rest: &str,
+        query: Option<&str>,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let up = &route.upstream;
+        let mut url = up.url(&route.repo, rest);
+        url.set_query(query);
+        let scope = format!("repository:{}:pull", route.repo);
+        let attempts = self.settings.attempts;
+        let mut attempt = 0;
+        let mut reauthenticated = false;
+        let mut backoff = Duration::from_millis(self.settings.backoff_ms);
+        loop {
+            attempt += 1;
+            let last = attempt >= attempts;
+            let auth = self.authorization(up, &scope).await?;
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .header(USER_AGENT, UA);
+            if let Some(auth) = auth {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            let outcome = tokio::time::timeout(self.settings.first_byte_timeout(), request.send()).await;
+            let response = match outcome {
+                Err(_) if !last => {
+                    tracing::warn!(upstream = %up.host, attempt, "upstream timed out; retrying");
+                    sleep_backoff(&mut backoff).await;
+                    continue;
+                }
+                Err(_) => {
+                    return Err(UpstreamError::Timeout {
+                        host: up.host.clone(),
+                        secs: self.settings.first_byte_timeout_seconds,
+                    })
+                }
+                Ok(Err(e)) if !last && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                    tracing::warn!(upstream = %up.host, attempt, error = %error_chain(&e), "upstream unreachable; retrying");
+                    sleep_backoff(&mut backoff).await;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    return Err(UpstreamError::Unreachable {
+                        host: up.host.clone(),
+                        reason: error_chain(&e),
+                    })
+                }
+                Ok(Ok(r)) => r,
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
+                let challenges = parse_challenges(
+                    response
+                        .headers()
+                        .get_all(WWW_AUTHENTICATE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok()),
+                );
+                if let Some(c) = pick_challenge(&challenges, up) {
+                    reauthenticated = true;
+                    attempt -= 1; // answering a challenge is not a failed attempt
+                    self.tokens.forget(&up.host, &scope);
+                    self.tokens.remember_challenge(&up.host, c);
+                    continue;
+                }
+            }
+            if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && !last {
+                let wait = retry_after(response.headers());
+                match wait {
+                    Some(w) if w > Duration::from_secs(self.settings.max_retry_after_seconds) => return Ok(response),
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => sleep_backoff(&mut backoff).await,
+                }
+                tracing::warn!(upstream = %up.host, attempt, %status, "upstream answered with a retryable status; retrying");
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// The `Authorization` value for a request: a cached token, a new token when the upstream is
+    /// known to want one, Basic when it asked for Basic, or nothing (anonymous first try).
+    async fn authorization(&self, up: &Upstream, scope: &str) -> Result<Option<HeaderValue>, UpstreamError> {
+        if let Some(t) = self.tokens.get(&up.host, scope) {
+            return Ok(Some(bearer(t.expose())));
+        }
+        let Some(challenge) = self.tokens.challenge(&up.host) else {
+            return Ok(None);
+        };
+        match challenge.scheme.as_str() {
+            "bearer" => {
+                let token = self.fetch_token(up, &challenge, scope).await?;
+                Ok(Some(bearer(&token)))
+            }
+            "basic" => Ok(up.credentials.as_ref().map(|c| basic(&c.username, c.password.expose()))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn fetch_token(&self, up: &Upstream, challenge: &Challenge, scope: &str) -> Result<String, UpstreamError> {
+        let auth_err = |reason: String| UpstreamError::Auth {
+            host: up.host.clone(),
+            reason,
+        };
+        let realm = challenge
+            .param("realm")
+            .ok_or_else(|| auth_err("challenge has no realm".into()))?;
+        let mut url = Url::parse(realm).map_err(|e| auth_err(format!("realm {realm:?}: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(service) = challenge.param("service") {
+                q.append_pair("service", service);
+            }
+            q.append_pair("scope", scope);
+        }
+        let mut request = self.http.get(url.clone()).header(USER_AGENT, UA);
+        match &up.credentials {
+            Some(c) if realm_allowed(up, &url) => {
+                request = request.header(AUTHORIZATION, basic(&c.username, c.password.expose()));
+            }
+            Some(_) => {
+                tracing::warn!(upstream = %up.host, realm = %url.host_str().unwrap_or(""),
+                    "token realm is not the upstream's host or domain: asking anonymously (list it in auth_hosts to send credentials)");
+            }
+            None => {}
+        }
+        let response = tokio::time::timeout(self.settings.first_byte_timeout(), request.send())
+            .await
+            .map_err(|_| auth_err("timed out".into()))?
+            .map_err(|e| auth_err(error_chain(&e)))?;
+        if !response.status().is_success() {
+            return Err(auth_err(format!("answered {}", response.status())));
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| auth_err(format!("unreadable token response: {e}")))?;
+        let (token, ttl) = body
+            .into_token()
+            .ok_or_else(|| auth_err("token response carries no token".into()))?;
+        let value = token.expose().to_string();
+        self.tokens.put(&up.host, scope, token, ttl);
+        Ok(value)
+    }
+}
+
+/// Bearer is preferred when offered with Basic; Basic only helps when credentials are configured.
+fn pick_challenge(challenges: &[Challenge], up: &Upstream) -> Option<Challenge> {
+    challenges
+        .iter()
+        .find(|c| c.scheme == "bearer" && c.param("realm").is_some())
+        .or_else(|| {
+            challenges
+                .iter()
+                .find(|c| c.scheme == "basic" && up.credentials.is_some())
+        })
+        .cloned()
+}
+
+fn bearer(token: &str) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or(HeaderValue::from_static(""));
+    v.set_sensitive(true);
+    v
+}
+
+fn basic(user: &str, password: &str) -> HeaderValue {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut v = HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static(""));
+    v.set_sensitive(true);
+    v
+}
+
+async fn sleep_backoff(backoff: &mut Duration) {
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+/// An error with its causes, which is where reqwest keeps the useful part ("connection refused").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(100);
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(95) && d <= Duration::from_secs(100), "{d:?}");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn auth_headers_are_sensitive() {
+        assert!(bearer("t").is_sensitive());
+        let b = basic("user", "pass");
+        assert!(b.is_sensitive());
+        assert_eq!(b.to_str().unwrap(), "Basic dXNlcjpwYXNz");
+    }
+}
