@@ -3,10 +3,12 @@
 
 pub mod error;
 pub mod range;
+pub mod tags;
 pub mod tailhold;
 
 pub use error::{Error, Result};
 pub use range::ByteRange;
+pub use tags::Page;
 pub use tailhold::{BlobCheck, DigestCheck, TailHold, Veto, Window};
 
 use crate::oci::{media, Digest, ErrorCode, ErrorEnvelope, Reference};
@@ -75,7 +77,7 @@ pub trait Registry: Send + Sync + 'static {
     /// A blob; its body, if any, never completes unless its bytes match `req.digest`.
     fn blob(&self, req: BlobRequest) -> impl Future<Output = Result<BlobReply>> + Send;
     /// `tags/list`, with `n`/`last` passed on; `link_base` is the client-facing path for `Link`.
-    fn tags(&self, route: Route, query: Option<String>, link_base: String) -> impl Future<Output = Result<JsonReply>> + Send;
+    fn tags(&self, route: Route, page: Page, link_base: String) -> impl Future<Output = Result<JsonReply>> + Send;
     /// `referrers/<digest>`, with `artifactType` passed on.
     fn referrers(&self, route: Route, digest: Digest, query: Option<String>) -> impl Future<Output = Result<JsonReply>> + Send;
 }
@@ -248,7 +250,7 @@ impl Registry for PullThrough {
             let response = self.get(&req.route, Method::HEAD, &rest, None, HeaderMap::new()).await?;
             return Ok(BlobReply {
                 digest: req.digest,
-                size: response.content_length().filter(|_| response.headers().contains_key(CONTENT_LENGTH)),
+                size: content_length(response.headers()),
                 window: None,
                 body: None,
                 headers: passthrough_headers(response.headers()),
@@ -258,11 +260,7 @@ impl Registry for PullThrough {
         // range is cut out of the verified stream rather than asked of the upstream.
         let response = self.get(&req.route, Method::GET, &rest, None, HeaderMap::new()).await?;
         let headers = passthrough_headers(response.headers());
-        let size = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let size = content_length(response.headers());
         let window = match (req.range, size) {
             (Some(range), Some(size)) => Some(range.resolve(size).ok_or(Error::RangeInvalid { size })?),
             _ => None,
@@ -288,23 +286,33 @@ impl Registry for PullThrough {
         })
     }
 
-    async fn tags(&self, route: Route, query: Option<String>, link_base: String) -> Result<JsonReply> {
+    async fn tags(&self, route: Route, page: Page, link_base: String) -> Result<JsonReply> {
+        let query = page.query();
         let response = self
             .get(&route, Method::GET, "tags/list", query.as_deref(), HeaderMap::new())
             .await?;
         let mut headers = passthrough_headers(response.headers());
         // The upstream's Link names its own path; the client must be sent back to ours.
-        if let Some(next) = response
+        let upstream_next = response
             .headers()
             .get(LINK)
             .and_then(|v| v.to_str().ok())
-            .and_then(|l| next_link_query(l))
-        {
+            .and_then(next_link_query);
+        let mut reply = json_reply(&route, response, HeaderMap::new(), "application/json").await?;
+        // Some upstreams (distribution 2.8) ignore `n` and `last`; the spec says at most `n`
+        // tags after `last`, in lexical order, so the page is cut here when they did.
+        let mut next = upstream_next;
+        if let Some(cut) = page.apply(&reply.bytes) {
+            reply.bytes = cut.body;
+            next = next.or(cut.next);
+        }
+        if let Some(next) = next {
             if let Ok(v) = HeaderValue::from_str(&format!("<{link_base}?{next}>; rel=\"next\"")) {
                 headers.insert(LINK, v);
             }
         }
-        json_reply(&route, response, headers, "application/json").await
+        reply.headers = headers;
+        Ok(reply)
     }
 
     async fn referrers(&self, route: Route, digest: Digest, query: Option<String>) -> Result<JsonReply> {
@@ -351,6 +359,12 @@ fn next_link_query(link: &str) -> Option<String> {
         .map(|(k, v)| format!("{k}={}", url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()))
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+/// The `Content-Length` header itself: reqwest's `content_length()` is the body's size hint, which
+/// is 0 for any HEAD answer.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn passthrough_headers(upstream: &HeaderMap) -> HeaderMap {

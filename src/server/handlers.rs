@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::path::{self, ApiPath};
 use super::AppState;
 use crate::oci::{Digest, Reference};
-use crate::proxy::{BlobReply, BlobRequest, ByteRange, Error, JsonReply, ManifestReply, ManifestRequest, Registry};
+use crate::proxy::{BlobReply, BlobRequest, ByteRange, Error, JsonReply, ManifestReply, ManifestRequest, Page, Registry};
 use crate::upstream::Route;
 use axum::body::Body;
 use axum::extract::State;
@@ -49,7 +49,7 @@ pub async fn api<R: Registry>(
         ApiPath::Blob { digest, .. } => blob(&state.registry, route, digest, &headers, head).await?,
         ApiPath::Tags { name } => {
             let link_base = format!("/v2/{name}/tags/list");
-            json(state.registry.tags(route, query.pagination, link_base).await?, head)
+            json(state.registry.tags(route, query.page, link_base).await?, head)
         }
         ApiPath::Referrers { digest, .. } => {
             let digest = parse_digest(digest)?;
@@ -148,8 +148,8 @@ fn accept_set(headers: &HeaderMap) -> Vec<String> {
 #[derive(Default)]
 struct Query {
     ns: Option<String>,
-    /// `n` and `last`, re-encoded, for tag lists.
-    pagination: Option<String>,
+    /// `n` and `last`, for tag lists.
+    page: Page,
     /// `artifactType`, re-encoded, for referrers.
     artifact_type: Option<String>,
 }
@@ -157,16 +157,13 @@ struct Query {
 impl Query {
     fn parse(query: Option<&str>) -> Query {
         let mut q = Query::default();
-        let mut page = url::form_urlencoded::Serializer::new(String::new());
         let mut art = url::form_urlencoded::Serializer::new(String::new());
-        let (mut has_page, mut has_art) = (false, false);
+        let mut has_art = false;
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match k.as_ref() {
                 "ns" if !v.is_empty() => q.ns = Some(v.into_owned()),
-                "n" | "last" => {
-                    page.append_pair(&k, &v);
-                    has_page = true;
-                }
+                "n" => q.page.n = v.parse().ok(),
+                "last" => q.page.last = Some(v.into_owned()),
                 "artifactType" => {
                     art.append_pair(&k, &v);
                     has_art = true;
@@ -174,7 +171,6 @@ impl Query {
                 _ => {}
             }
         }
-        q.pagination = has_page.then(|| page.finish());
         q.artifact_type = has_art.then(|| art.finish());
         q
     }
@@ -197,7 +193,7 @@ mod tests {
     fn query_keeps_only_api_parameters() {
         let q = Query::parse(Some("ns=docker.io&n=10&last=v1&evil=1&artifactType=application%2Fx"));
         assert_eq!(q.ns.as_deref(), Some("docker.io"));
-        assert_eq!(q.pagination.as_deref(), Some("n=10&last=v1"));
+        assert_eq!(q.page, Page { n: Some(10), last: Some("v1".into()) });
         assert_eq!(q.artifact_type.as_deref(), Some("artifactType=application%2Fx"));
         assert!(Query::parse(None).ns.is_none());
     }

@@ -47,6 +47,7 @@ async fn access_log(request: Request, next: Next) -> Response {
         "request",
         method = %request.method(),
         path = %request.uri().path(),
+        query = request.uri().query().unwrap_or(""),
         upstream = tracing::field::Empty,
         repo = tracing::field::Empty,
         reference = tracing::field::Empty,
@@ -60,8 +61,14 @@ async fn access_log(request: Request, next: Next) -> Response {
     );
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
+    let expected = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let body = LoggedBody {
         inner: body,
+        expected,
         bytes: 0,
         status,
         start,
@@ -74,6 +81,8 @@ async fn access_log(request: Request, next: Next) -> Response {
 /// A response body that logs, once, how it ended.
 struct LoggedBody {
     inner: Body,
+    /// The announced length: hyper stops polling once it has sent that much.
+    expected: Option<u64>,
     bytes: u64,
     status: u16,
     start: Instant,
@@ -128,7 +137,8 @@ impl http_body::Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         // An empty body may end without being polled; a client that hung up drops it midway.
-        let outcome = if self.inner.is_end_stream() { "complete" } else { "client gone" };
+        let complete = self.inner.is_end_stream() || self.expected == Some(self.bytes);
+        let outcome = if complete { "complete" } else { "client gone" };
         self.log(outcome);
     }
 }
