@@ -1,0 +1,70 @@
+//! The command line: `config check` names the bad field; `serve` runs on the embedded default.
+
+use crate::common::*;
+use std::process::Command;
+
+fn check(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.toml");
+    std::fs::write(&f, text).unwrap();
+    let out = Command::new(PORTCULLIS).args(["config", "check"]).arg(&f).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn config_check_accepts_the_documented_example() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/portcullis.toml")).unwrap();
+    let (ok, out) = check(&example);
+    assert!(ok, "{out}");
+    assert!(out.contains(": ok"), "{out}");
+    // The embedded default is that very file.
+    let out = Command::new(PORTCULLIS).args(["config", "default"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), example);
+}
+
+#[test]
+fn config_check_names_the_bad_field() {
+    let cases = [
+        ("[server]\nlisten = \"not an address\"\n", "server.listen"),
+        ("[server]\nlistne = \"127.0.0.1:1\"\n", "listne"),
+        ("[upstream]\ndefault = \"nowhere.example\"\n[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n", "upstream.default"),
+        ("[upstreams.\"docker.io\"]\nurl = \"https://r.example/some/path\"\n", "upstreams.\"docker.io\".url"),
+        ("[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\nusername = \"u\"\npassword_env = \"A\"\npassword_file = \"/x\"\n", "password_env"),
+        ("[upstream]\nidle_timeout_seconds = 0\n[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n", "upstream.idle_timeout_seconds"),
+        ("[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\nusername = \"u\"\npassword_env = \"PORTCULLIS_TEST_SURELY_UNSET\"\n", "password_env"),
+    ];
+    for (text, field) in cases {
+        let (ok, out) = check(text);
+        assert!(!ok, "accepted:\n{text}");
+        assert!(out.contains(field), "{field} not named in: {out}");
+    }
+}
+
+#[test]
+fn serve_runs_on_the_embedded_default_and_creates_its_data_dir() {
+    // No --config: the harness starts portcullis with only --listen and --data-dir.
+    let p = Portcullis::start(&[]);
+    assert!(p.dir.path().join("data").is_dir());
+    let r = http().get(format!("{}/v2/", p.url())).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+    assert_eq!(http().get(format!("{}/healthz", p.url())).send().unwrap().status(), 200);
+    let log = p.log_text();
+    for host in ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io"] {
+        assert!(log.contains(host), "{host} missing from start-up log: {log}");
+    }
+}
+
+#[test]
+fn bad_flags_fail_fast_with_the_reason() {
+    let out = Command::new(PORTCULLIS)
+        .args(["serve", "--listen", "127.0.0.1:0", "--default-upstream", "nowhere.example"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upstream.default"));
+    let out = Command::new(PORTCULLIS).args(["serve", "--upstream", "no-equals-sign"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOST=URL"));
+}
