@@ -69,7 +69,7 @@ fn pull(from: &str) -> Duration {
     let start = Instant::now();
     let status = Command::new("skopeo")
         .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{from}/bench:v1"))
+        .arg(format!("docker://{from}/library/bench:v1"))
         .arg(format!("dir:{}", out.path().display()))
         .status()
         .unwrap();

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod inspect;
 pub mod oci;
 pub mod proxy;
 pub mod server;
