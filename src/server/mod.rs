@@ -54,6 +54,7 @@ async fn access_log(request: Request, next: Next) -> Response {
         digest = tracing::field::Empty,
     );
     let start = Instant::now();
+    let head = request.method() == Method::HEAD;
     let mut response = next.run(request).instrument(span.clone()).await;
     response.headers_mut().insert(
         "docker-distribution-api-version",
@@ -69,6 +70,7 @@ async fn access_log(request: Request, next: Next) -> Response {
     let body = LoggedBody {
         inner: body,
         expected,
+        head,
         bytes: 0,
         status,
         start,
@@ -83,6 +85,8 @@ struct LoggedBody {
     inner: Body,
     /// The announced length: hyper stops polling once it has sent that much.
     expected: Option<u64>,
+    /// An answer to HEAD: hyper sends no body at all, whatever the handler made.
+    head: bool,
     bytes: u64,
     status: u16,
     start: Instant,
@@ -137,7 +141,7 @@ impl http_body::Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         // An empty body may end without being polled; a client that hung up drops it midway.
-        let complete = self.inner.is_end_stream() || self.expected == Some(self.bytes);
+        let complete = self.head || self.inner.is_end_stream() || self.expected == Some(self.bytes);
         let outcome = if complete { "complete" } else { "client gone" };
         self.log(outcome);
     }
