@@ -51,10 +51,11 @@ pub enum Error {
 impl Error {
     /// Whether a client retrying the same request may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Unreachable(_) | Error::UpstreamFailed { .. } | Error::RateLimited { .. }
-        )
+        match self {
+            Error::Unreachable(UpstreamError::AuthDenied { .. }) => false,
+            Error::Unreachable(_) | Error::UpstreamFailed { .. } | Error::RateLimited { .. } => true,
+            _ => false,
+        }
     }
 }
 

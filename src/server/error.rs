@@ -41,6 +41,7 @@ impl ApiError {
                 *code,
                 Upstream,
             ),
+            Error::Unreachable(UpstreamError::AuthDenied { .. }) => (StatusCode::FORBIDDEN, ErrorCode::Denied, Upstream),
             Error::Unreachable(UpstreamError::Timeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable, Upstream),
             Error::Unreachable(_) => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream),
             Error::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream),

@@ -18,6 +18,9 @@ pub enum UpstreamError {
     Timeout { host: String, secs: u64 },
     #[error("token service of upstream {host}: {reason}")]
     Auth { host: String, reason: String },
+    /// The token service refused (401/403), e.g. wrong credentials: retrying cannot help.
+    #[error("token service of upstream {host} refused access: {reason}")]
+    AuthDenied { host: String, reason: String },
 }
 
 pub struct UpstreamClient {
@@ -189,8 +192,19 @@ impl UpstreamClient {
             .await
             .map_err(|_| auth_err("timed out".into()))?
             .map_err(|e| auth_err(error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(auth_err(format!("answered {}", response.status())));
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // Docker Hub says why in `details`, distribution-style services in `errors`.
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let why = body["details"].as_str().or(body["errors"][0]["message"].as_str());
+            let reason = match why {
+                Some(why) => format!("answered {status}: {why}"),
+                None => format!("answered {status}"),
+            };
+            return Err(UpstreamError::AuthDenied { host: up.host.clone(), reason });
+        }
+        if !status.is_success() {
+            return Err(auth_err(format!("answered {status}")));
         }
         let body: TokenResponse = response
             .json()
