@@ -1,5 +1,6 @@
 //! Integration tests: portcullis between real clients and a real upstream registry.
 //! One test binary, so the crate and the harness are compiled once.
 
+mod auth;
 mod common;
 mod skopeo;
