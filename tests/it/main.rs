@@ -3,4 +3,5 @@
 
 mod auth;
 mod common;
+mod containerd;
 mod skopeo;

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod access_log;
+pub mod containerd;
 pub mod image;
 
 use std::io::{BufRead, BufReader};
