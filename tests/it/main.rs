@@ -4,4 +4,5 @@
 mod auth;
 mod common;
 mod containerd;
+mod docker;
 mod skopeo;

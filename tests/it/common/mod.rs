@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod containerd;
+pub mod dockerd;
 pub mod image;
 
 use std::io::{BufRead, BufReader};
