@@ -8,7 +8,6 @@
 //! Figures are ratios measured in the same run, so a slower machine moves all columns together.
 
 #[path = "../tests/it/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use common::*;
