@@ -12,6 +12,7 @@ pub use tags::Page;
 pub use tailhold::{BlobCheck, DigestCheck, TailHold, Veto, Window};
 
 use crate::oci::{media, Digest, ErrorCode, ErrorEnvelope, Reference};
+use crate::upstream::client::idle_body;
 use crate::upstream::{Route, UpstreamClient};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -20,6 +21,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A blob body as it reaches the server: bytes, or an error that must abort the response.
 pub type BlobBody = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
@@ -131,7 +133,8 @@ impl PullThrough {
                 attempts,
             };
         }
-        let body = read_capped(response, 64 * 1024).await.unwrap_or_default();
+        let idle = self.client.settings().idle_timeout();
+        let body = read_capped(response, 64 * 1024, idle).await.unwrap_or_default();
         let upstream_err = ErrorEnvelope::parse(&body).and_then(|e| e.errors.into_iter().next());
         let default_code = if rest.starts_with("blobs/") {
             ErrorCode::BlobUnknown
@@ -213,7 +216,7 @@ impl Registry for PullThrough {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let bytes = read_capped(response, cap)
+        let bytes = read_capped(response, cap, self.client.settings().idle_timeout())
             .await
             .map_err(|e| bad(format!("manifest body: {e}")))?;
         let media_type = media::manifest_media_type(content_type.as_deref(), &bytes)
@@ -272,7 +275,8 @@ impl Registry for PullThrough {
         let w = window.map_or(Window::ALL, |(start, end)| Window { start, end: end + 1 });
         let digest = req.digest.clone();
         let host = req.route.upstream.host.clone();
-        let body = TailHold::new(response.bytes_stream(), checks, w).on_end(Box::new(move |outcome| {
+        let upstream_body = idle_body(response, self.client.settings().idle_timeout());
+        let body = TailHold::new(upstream_body, checks, w).on_end(Box::new(move |outcome| {
             if let Err(veto) = outcome {
                 tracing::warn!(%digest, upstream = %host, reason = %veto, "blob refused mid-stream: tail withheld, response aborted");
             }
@@ -298,7 +302,8 @@ impl Registry for PullThrough {
             .get(LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link_query);
-        let mut reply = json_reply(&route, response, HeaderMap::new(), "application/json").await?;
+        let idle = self.client.settings().idle_timeout();
+        let mut reply = json_reply(&route, response, HeaderMap::new(), "application/json", idle).await?;
         // Some upstreams (distribution 2.8) ignore `n` and `last`; the spec says at most `n`
         // tags after `last`, in lexical order, so the page is cut here when they did.
         let mut next = upstream_next;
@@ -324,21 +329,28 @@ impl Registry for PullThrough {
         if let Some(v) = response.headers().get("oci-filters-applied") {
             headers.insert(HeaderName::from_static("oci-filters-applied"), v.clone());
         }
-        json_reply(&route, response, headers, media::OCI_INDEX).await
+        let idle = self.client.settings().idle_timeout();
+        json_reply(&route, response, headers, media::OCI_INDEX, idle).await
     }
 }
 
 /// The largest tag list or referrers index passed through.
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 
-async fn json_reply(route: &Route, response: reqwest::Response, headers: HeaderMap, default_type: &str) -> Result<JsonReply> {
+async fn json_reply(
+    route: &Route,
+    response: reqwest::Response,
+    headers: HeaderMap,
+    default_type: &str,
+    idle: Duration,
+) -> Result<JsonReply> {
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(default_type)
         .to_string();
-    let bytes = read_capped(response, MAX_JSON_BYTES).await.map_err(|e| Error::BadUpstream {
+    let bytes = read_capped(response, MAX_JSON_BYTES, idle).await.map_err(|e| Error::BadUpstream {
         host: route.upstream.host.clone(),
         reason: e,
     })?;
@@ -377,12 +389,13 @@ fn passthrough_headers(upstream: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Reads a whole body, refusing one longer than `cap` without buffering past it.
-async fn read_capped(response: reqwest::Response, cap: usize) -> std::result::Result<Bytes, String> {
+/// Reads a whole body, refusing one longer than `cap` without buffering past it, or one that
+/// stalls for `idle`.
+async fn read_capped(response: reqwest::Response, cap: usize, idle: Duration) -> std::result::Result<Bytes, String> {
     let mut buf = BytesMut::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = idle_body(response, idle);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| crate::upstream::client::error_chain(&e))?;
+        let chunk = chunk?;
         if buf.len() + chunk.len() > cap {
             return Err(format!("body larger than {cap} bytes"));
         }
