@@ -6,4 +6,5 @@ mod cli;
 mod common;
 mod containerd;
 mod docker;
+mod faults;
 mod skopeo;

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod containerd;
 pub mod dockerd;
+pub mod fake;
 pub mod image;
 
 use std::io::{BufRead, BufReader};
