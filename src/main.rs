@@ -26,7 +26,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file; the error names the bad field.
+    /// Validate a config file (and that its secrets can be read); the error names the bad field.
     Check { file: PathBuf },
     /// Print the embedded default config (the documented example).
     Default,
@@ -59,7 +59,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Config { command: ConfigCommand::Check { file } } => match Config::load(&file) {
+        Command::Config { command: ConfigCommand::Check { file } } => match Config::load(&file).and_then(|c| c.check_secrets()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 Ok(())

@@ -285,6 +285,21 @@ impl Config {
         Ok(())
     }
 
+    /// Reads every upstream's secret once, so a missing env var or file is reported by
+    /// `config check` rather than at the first pull.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        for (host, up) in &self.upstreams {
+            up.credentials().map_err(|e| match e {
+                ConfigError::Invalid { field, message } => ConfigError::Invalid {
+                    field: format!("upstreams.\"{host}\".{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server
             .listen
