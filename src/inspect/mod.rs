@@ -2,6 +2,7 @@
 //! take names, JSON or byte chunks and return [`Finding`]s; scoring turns findings into a verdict.
 
 pub mod rules;
+pub mod wallet;
 
 use serde::{Deserialize, Serialize};
 
