@@ -6,6 +6,7 @@
 pub mod config;
 pub mod inspect;
 pub mod oci;
+pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod upstream;
