@@ -2,6 +2,9 @@
 //! take names, JSON or byte chunks and return [`Finding`]s; scoring turns findings into a verdict.
 
 pub mod rules;
+pub mod verdict;
+
+pub use verdict::Verdict;
 
 use serde::{Deserialize, Serialize};
 
