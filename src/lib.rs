@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod oci;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod upstream;
 
 use std::sync::Arc;
