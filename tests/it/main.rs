@@ -3,3 +3,4 @@
 
 mod common;
 mod skopeo;
+mod store_cli;
