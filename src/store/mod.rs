@@ -150,7 +150,9 @@ pub trait VerdictStore: Send + Sync {
     /// return. [`NewOverride::validate`] failures are [`StoreError::InvalidOverride`].
     fn add_override(&self, new: NewOverride) -> Result<Override>;
 
-    /// Removes the override `id` (expired or not) and returns it. Durable on return.
+    /// Removes the override `id` (expired or not) and returns it. Durable on return. A record
+    /// that cannot be read is removed all the same and reported as [`StoreError::Corrupt`]: that
+    /// is how an operator clears one.
     fn remove_override(&self, id: u64) -> Result<Override>;
 
     /// Removes every override expired at `now_unix` and returns them. Durable on return.

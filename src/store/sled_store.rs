@@ -295,8 +295,6 @@ impl VerdictStore for SledStore {
         Ok(o)
     }
 
-    /// A record that cannot be read is removed all the same and reported as
-    /// [`StoreError::Corrupt`]: that is how an operator clears one.
     fn remove_override(&self, id: u64) -> Result<Override> {
         let _w = self.write_lock();
         let old = self
