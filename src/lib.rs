@@ -9,6 +9,7 @@ pub mod oci;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod upstream;
 
 use std::sync::Arc;

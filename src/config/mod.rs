@@ -23,6 +23,8 @@ pub struct Config {
     /// Upstream registries keyed by the host name clients use for them.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +52,25 @@ impl Default for ServerConfig {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// The verdict store (see `crate::store`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the sled database. Empty (the default): `<server.data_dir>/verdicts`.
+    pub path: PathBuf,
+    /// Bytes of sled's page cache (memory, not disk). Default 64 MiB; at least 1 MiB.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::new(),
+            cache_capacity_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Settings shared by every upstream.
@@ -242,6 +263,12 @@ impl Config {
         if u.max_manifest_bytes < 1024 {
             return Err(ConfigError::field("upstream.max_manifest_bytes", "must be at least 1024"));
         }
+        if self.store.cache_capacity_bytes < 1024 * 1024 {
+            return Err(ConfigError::field(
+                "store.cache_capacity_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
         if self.upstreams.is_empty() {
             return Err(ConfigError::field("upstreams", "at least one upstream is needed"));
         }
@@ -300,6 +327,15 @@ impl Config {
         Ok(())
     }
 
+    /// Where the verdict store lives: `store.path`, or `<server.data_dir>/verdicts` when it is empty.
+    pub fn store_path(&self) -> PathBuf {
+        if self.store.path.as_os_str().is_empty() {
+            self.server.data_dir.join("verdicts")
+        } else {
+            self.store.path.clone()
+        }
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server
             .listen
@@ -310,18 +346,7 @@ impl Config {
 
 /// A registry host as clients write it: `name[.name...][:port]`, lowercase letters, digits, `-`.
 fn validate_host(host: &str) -> Result<(), String> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) => (n, Some(p)),
-        None => (host, None),
-    };
-    let name_ok = !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-        });
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
-    if name_ok && port_ok {
+    if crate::oci::name::is_registry_host(host) {
         Ok(())
     } else {
         Err(format!("{host:?} is not a registry host name"))
@@ -364,6 +389,28 @@ mod tests {
         assert!(invalid("[upstreams.\"docker.io\"]\nurl = \"https://x\"\npassword_env = \"X\"\n").contains("username"));
         assert!(invalid(&format!("[upstream]\nattempts = 0\n{up}")).starts_with("upstream.attempts"));
         assert!(invalid("[upstreams.\"bad host\"]\nurl = \"https://x\"\n[upstream]\ndefault = \"bad host\"\n").contains("not a registry host"));
+    }
+
+    #[test]
+    fn store_defaults_under_the_data_dir_and_checks_its_cache() {
+        let mut c = Config::embedded();
+        assert_eq!(c.store_path(), PathBuf::from("./portcullis-data/verdicts"));
+        c.server.data_dir = PathBuf::from("/var/lib/portcullis");
+        assert_eq!(
+            c.store_path(),
+            PathBuf::from("/var/lib/portcullis/verdicts")
+        );
+        let up = "[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n";
+        let c = Config::parse(&format!("[store]\npath = \"/srv/v\"\n{up}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.store_path(), PathBuf::from("/srv/v"));
+        assert_eq!(c.store.cache_capacity_bytes, 64 * 1024 * 1024);
+        assert!(
+            invalid(&format!("[store]\ncache_capacity_bytes = 1000\n{up}"))
+                .starts_with("store.cache_capacity_bytes")
+        );
+        let err = Config::parse("[store]\npaht = \"/x\"\n").unwrap_err();
+        assert!(err.to_string().contains("paht"), "{err}");
     }
 
     #[test]

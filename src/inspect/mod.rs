@@ -3,7 +3,10 @@
 
 pub mod config;
 pub mod rules;
+pub mod verdict;
 pub mod wallet;
+
+pub use verdict::Verdict;
 
 use serde::{Deserialize, Serialize};
 

@@ -8,3 +8,4 @@ mod containerd;
 mod docker;
 mod faults;
 mod skopeo;
+mod store_cli;
