@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "A pull-through registry proxy that refuses malicious images")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A pull-through registry proxy that refuses malicious images"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,7 +130,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Config { command: ConfigCommand::Check { file } } => match Config::load(&file).and_then(|c| c.check_secrets()) {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(&file).and_then(|c| c.check_secrets()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 Ok(())
@@ -136,7 +142,9 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
-        Command::Config { command: ConfigCommand::Default } => {
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
             print!("{}", portcullis::config::DEFAULT_CONFIG);
             Ok(())
         }
@@ -165,10 +173,16 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         let (host, url) = spec
             .split_once('=')
             .with_context(|| format!("--upstream {spec:?}: expected HOST=URL"))?;
-        match config.upstreams.iter_mut().find(|(h, _)| h.eq_ignore_ascii_case(host)) {
+        match config
+            .upstreams
+            .iter_mut()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+        {
             Some((_, up)) => up.url = url.to_string(),
             None => {
-                config.upstreams.insert(host.to_string(), UpstreamConfig::anonymous(url));
+                config
+                    .upstreams
+                    .insert(host.to_string(), UpstreamConfig::anonymous(url));
             }
         }
     }
@@ -185,9 +199,15 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Pretty => builder.init(),
     }
 }
@@ -227,7 +247,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         () = shutdown_signal() => {}
     }
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-    tracing::info!(grace_seconds = grace.as_secs(), "shutting down: no new connections, waiting for pulls in flight");
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new connections, waiting for pulls in flight"
+    );
     let _ = stop_tx.send(true);
     match tokio::time::timeout(grace, server).await {
         Ok(r) => r.context("server failed")?,

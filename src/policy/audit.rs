@@ -51,7 +51,10 @@ impl AuditLog {
             "" => None,
             "-" => Some(Box::new(std::io::stdout())),
             path => Some(Box::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
             )),
         };
         Ok(AuditLog {
@@ -66,7 +69,9 @@ impl AuditLog {
     /// Writes one line. A failing audit sink is logged, never fatal to the request.
     pub fn record(&self, record: &AuditRecord) {
         let Some(sink) = &self.sink else { return };
-        let Ok(mut line) = serde_json::to_vec(record) else { return };
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return;
+        };
         line.push(b'\n');
         let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = w.write_all(&line).and_then(|()| w.flush()) {

@@ -126,8 +126,9 @@ impl Policy {
     /// The decision and score for a set of findings. Reputation findings raise scrutiny but never
     /// block alone: they count at most as much as the other evidence.
     pub fn decide(&self, findings: &[Finding]) -> (Decision, f64) {
-        let (reputation, other): (Vec<&Finding>, Vec<&Finding>) =
-            findings.iter().partition(|f| f.category == Category::Reputation);
+        let (reputation, other): (Vec<&Finding>, Vec<&Finding>) = findings
+            .iter()
+            .partition(|f| f.category == Category::Reputation);
         let other_score: f64 = other.iter().map(|f| f.score).sum();
         let reputation_score: f64 = reputation.iter().map(|f| f.score).sum();
         let score = other_score + reputation_score.min(other_score);
@@ -184,23 +185,39 @@ mod tests {
     fn scores_sum_against_thresholds() {
         let p = policy(&[]);
         assert_eq!(p.decide(&[]).0, Decision::Allow);
-        assert_eq!(p.decide(&[finding(Category::Miner, 25.0)]).0, Decision::Warn);
-        let (d, s) = p.decide(&[finding(Category::Miner, 60.0), finding(Category::Evasion, 40.0)]);
+        assert_eq!(
+            p.decide(&[finding(Category::Miner, 25.0)]).0,
+            Decision::Warn
+        );
+        let (d, s) = p.decide(&[
+            finding(Category::Miner, 60.0),
+            finding(Category::Evasion, 40.0),
+        ]);
         assert_eq!((d, s), (Decision::Block, 100.0));
     }
 
     #[test]
     fn reputation_never_blocks_alone() {
         let p = policy(&[]);
-        assert_eq!(p.decide(&[finding(Category::Reputation, 500.0)]), (Decision::Allow, 0.0));
+        assert_eq!(
+            p.decide(&[finding(Category::Reputation, 500.0)]),
+            (Decision::Allow, 0.0)
+        );
         // It can double other evidence at most.
-        let (d, s) = p.decide(&[finding(Category::Name, 50.0), finding(Category::Reputation, 80.0)]);
+        let (d, s) = p.decide(&[
+            finding(Category::Name, 50.0),
+            finding(Category::Reputation, 80.0),
+        ]);
         assert_eq!((d, s), (Decision::Block, 100.0));
     }
 
     #[test]
     fn first_matching_scope_sets_the_mode() {
-        let p = policy(&[("docker.io/myorg/*", Mode::Audit), ("ghcr.io/**", Mode::Audit), ("docker.io/**", Mode::Enforce)]);
+        let p = policy(&[
+            ("docker.io/myorg/*", Mode::Audit),
+            ("ghcr.io/**", Mode::Audit),
+            ("docker.io/**", Mode::Enforce),
+        ]);
         assert_eq!(p.mode_for("docker.io", "myorg/app"), Mode::Audit);
         assert_eq!(p.mode_for("docker.io", "myorg/a/b"), Mode::Enforce);
         assert_eq!(p.mode_for("ghcr.io", "o/deep/name"), Mode::Audit);
