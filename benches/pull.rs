@@ -17,14 +17,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Text-like content (compresses about 3:1 with gzip, like real layers), deterministic per seed.
 fn texty(size: usize, seed: u64) -> Vec<u8> {
     const WORDS: [&str; 16] = [
-        "lib", "usr", "share", "config", "return", "static", "void", "int", "struct", "const", "if", "else",
-        "for", "while", "0x7f", "ELF",
+        "lib", "usr", "share", "config", "return", "static", "void", "int", "struct", "const",
+        "if", "else", "for", "while", "0x7f", "ELF",
     ];
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(size + 16);
@@ -44,7 +47,8 @@ fn texty(size: usize, seed: u64) -> Vec<u8> {
 
 /// Builds (once, cached under target/) an OCI layout with 4 gzip layers of about `mb` MB in all.
 fn fixture(mb: usize) -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-fixtures/pull-{mb}mb"));
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-fixtures/pull-{mb}mb"));
     if dir.join("index.json").exists() {
         return dir;
     }
@@ -54,8 +58,15 @@ fn fixture(mb: usize) -> std::path::PathBuf {
     let mut image = Image::new();
     for i in 0..4u64 {
         // Mostly incompressible data plus text: each compressed layer is about `per_layer` bytes.
-        let mut layer = Layer::new(Compression::Gzip).random_file(&format!("opt/blob{i}.bin"), per_layer * 3 / 4, i + 1);
-        layer = layer.file(&format!("usr/share/text{i}.txt"), texty(per_layer / 2, i + 100));
+        let mut layer = Layer::new(Compression::Gzip).random_file(
+            &format!("opt/blob{i}.bin"),
+            per_layer * 3 / 4,
+            i + 1,
+        );
+        layer = layer.file(
+            &format!("usr/share/text{i}.txt"),
+            texty(per_layer / 2, i + 100),
+        );
         image = image.layer(layer);
     }
     let w = image.write(&dir, Some("v1"));
@@ -64,7 +75,11 @@ fn fixture(mb: usize) -> std::path::PathBuf {
 }
 
 fn pull(from: &str) -> Duration {
-    let out_root = if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    let out_root = if Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
     let out = tempfile::tempdir_in(out_root).unwrap();
     let start = Instant::now();
     let status = Command::new("skopeo")
@@ -125,7 +140,13 @@ fn main() {
                 }
             }
         }
-        eprintln!("round {}: direct {:?}, portcullis {:?}, distribution {:?}", round + 1, direct[round], through[round], dist[round]);
+        eprintln!(
+            "round {}: direct {:?}, portcullis {:?}, distribution {:?}",
+            round + 1,
+            direct[round],
+            through[round],
+            dist[round]
+        );
     }
     let rss = peak_rss_mb(proxy.pid());
     let (d, p, x) = (median(&mut direct), median(&mut through), median(&mut dist));
@@ -133,9 +154,30 @@ fn main() {
     println!();
     println!("pull benchmark: {mb} MB, 4 gzip layers, {rounds} rounds, skopeo, loopback");
     println!("{:<34} {:>10} {:>10}", "path", "median s", "× direct");
-    println!("{:<34} {:>10.3} {:>10.3}", "direct from upstream", d.as_secs_f64(), 1.0);
-    println!("{:<34} {:>10.3} {:>10.3}", "portcullis (cold, no cache)", p.as_secs_f64(), ratio(p));
-    println!("{:<34} {:>10.3} {:>10.3}", "distribution proxy (cold)", x.as_secs_f64(), ratio(x));
-    println!("portcullis peak RSS: {rss:.1} MB (4 layers of ~{} MB streamed at once)", mb / 4);
-    println!("portcullis vs distribution: {:.3}×", p.as_secs_f64() / x.as_secs_f64());
+    println!(
+        "{:<34} {:>10.3} {:>10.3}",
+        "direct from upstream",
+        d.as_secs_f64(),
+        1.0
+    );
+    println!(
+        "{:<34} {:>10.3} {:>10.3}",
+        "portcullis (cold, no cache)",
+        p.as_secs_f64(),
+        ratio(p)
+    );
+    println!(
+        "{:<34} {:>10.3} {:>10.3}",
+        "distribution proxy (cold)",
+        x.as_secs_f64(),
+        ratio(x)
+    );
+    println!(
+        "portcullis peak RSS: {rss:.1} MB (4 layers of ~{} MB streamed at once)",
+        mb / 4
+    );
+    println!(
+        "portcullis vs distribution: {:.3}×",
+        p.as_secs_f64() / x.as_secs_f64()
+    );
 }

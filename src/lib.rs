@@ -17,6 +17,9 @@ pub fn app(config: &config::Config) -> anyhow::Result<axum::Router> {
     let upstreams = upstream::Upstreams::from_config(config)?;
     let client = Arc::new(upstream::UpstreamClient::new(config.upstream.clone())?);
     let registry = proxy::PullThrough::new(client);
-    let state = Arc::new(server::AppState { registry, upstreams });
+    let state = Arc::new(server::AppState {
+        registry,
+        upstreams,
+    });
     Ok(server::router(state))
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "A pull-through registry proxy that refuses malicious images")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A pull-through registry proxy that refuses malicious images"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +63,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Config { command: ConfigCommand::Check { file } } => match Config::load(&file) {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 Ok(())
@@ -69,7 +75,9 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
-        Command::Config { command: ConfigCommand::Default } => {
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
             print!("{}", portcullis::config::DEFAULT_CONFIG);
             Ok(())
         }
@@ -91,10 +99,16 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         let (host, url) = spec
             .split_once('=')
             .with_context(|| format!("--upstream {spec:?}: expected HOST=URL"))?;
-        match config.upstreams.iter_mut().find(|(h, _)| h.eq_ignore_ascii_case(host)) {
+        match config
+            .upstreams
+            .iter_mut()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+        {
             Some((_, up)) => up.url = url.to_string(),
             None => {
-                config.upstreams.insert(host.to_string(), UpstreamConfig::anonymous(url));
+                config
+                    .upstreams
+                    .insert(host.to_string(), UpstreamConfig::anonymous(url));
             }
         }
     }
@@ -111,9 +125,15 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Pretty => builder.init(),
     }
 }
@@ -144,7 +164,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         () = shutdown_signal() => {}
     }
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-    tracing::info!(grace_seconds = grace.as_secs(), "shutting down: no new connections, waiting for pulls in flight");
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new connections, waiting for pulls in flight"
+    );
     let _ = stop_tx.send(true);
     match tokio::time::timeout(grace, server).await {
         Ok(r) => r.context("server failed")?,

@@ -129,10 +129,15 @@ impl UpstreamConfig {
         };
         let password = match (&self.password_env, &self.password_file) {
             (Some(var), None) => std::env::var(var).map_err(|_| {
-                ConfigError::field("password_env", format!("environment variable {var} is not set"))
+                ConfigError::field(
+                    "password_env",
+                    format!("environment variable {var} is not set"),
+                )
             })?,
             (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::field("password_file", format!("{}: {e}", path.display())))?
+                .map_err(|e| {
+                    ConfigError::field("password_file", format!("{}: {e}", path.display()))
+                })?
                 .trim_end_matches(['\r', '\n'])
                 .to_string(),
             (None, None) => String::new(),
@@ -228,11 +233,20 @@ impl Config {
         self.listen_addr()?;
         let u = &self.upstream;
         if u.attempts == 0 {
-            return Err(ConfigError::field("upstream.attempts", "must be at least 1"));
+            return Err(ConfigError::field(
+                "upstream.attempts",
+                "must be at least 1",
+            ));
         }
         for (name, secs) in [
-            ("upstream.connect_timeout_seconds", u.connect_timeout_seconds),
-            ("upstream.first_byte_timeout_seconds", u.first_byte_timeout_seconds),
+            (
+                "upstream.connect_timeout_seconds",
+                u.connect_timeout_seconds,
+            ),
+            (
+                "upstream.first_byte_timeout_seconds",
+                u.first_byte_timeout_seconds,
+            ),
             ("upstream.idle_timeout_seconds", u.idle_timeout_seconds),
         ] {
             if secs == 0 {
@@ -240,18 +254,29 @@ impl Config {
             }
         }
         if u.max_manifest_bytes < 1024 {
-            return Err(ConfigError::field("upstream.max_manifest_bytes", "must be at least 1024"));
+            return Err(ConfigError::field(
+                "upstream.max_manifest_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.upstreams.is_empty() {
-            return Err(ConfigError::field("upstreams", "at least one upstream is needed"));
+            return Err(ConfigError::field(
+                "upstreams",
+                "at least one upstream is needed",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (host, up) in &self.upstreams {
             let field = |f: &str| format!("upstreams.\"{host}\".{f}");
-            validate_host(host).map_err(|m| ConfigError::field(format!("upstreams.\"{host}\""), m))?;
-            let url = Url::parse(&up.url).map_err(|e| ConfigError::field(field("url"), e.to_string()))?;
+            validate_host(host)
+                .map_err(|m| ConfigError::field(format!("upstreams.\"{host}\""), m))?;
+            let url =
+                Url::parse(&up.url).map_err(|e| ConfigError::field(field("url"), e.to_string()))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(ConfigError::field(field("url"), "must be an http:// or https:// URL with a host"));
+                return Err(ConfigError::field(
+                    field("url"),
+                    "must be an http:// or https:// URL with a host",
+                ));
             }
             if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
                 return Err(ConfigError::field(
@@ -262,14 +287,23 @@ impl Config {
             for alias in std::iter::once(host).chain(&up.aliases) {
                 validate_host(alias).map_err(|m| ConfigError::field(field("aliases"), m))?;
                 if !seen.insert(alias.to_ascii_lowercase()) {
-                    return Err(ConfigError::field(field("aliases"), format!("{alias} names two upstreams")));
+                    return Err(ConfigError::field(
+                        field("aliases"),
+                        format!("{alias} names two upstreams"),
+                    ));
                 }
             }
             if up.password_env.is_some() && up.password_file.is_some() {
-                return Err(ConfigError::field(field("password_env"), "give password_env or password_file, not both"));
+                return Err(ConfigError::field(
+                    field("password_env"),
+                    "give password_env or password_file, not both",
+                ));
             }
             if up.username.is_none() && (up.password_env.is_some() || up.password_file.is_some()) {
-                return Err(ConfigError::field(field("username"), "a password needs a username"));
+                return Err(ConfigError::field(
+                    field("username"),
+                    "a password needs a username",
+                ));
             }
         }
         if !self
@@ -279,17 +313,19 @@ impl Config {
         {
             return Err(ConfigError::field(
                 "upstream.default",
-                format!("{} is not one of the configured upstreams", self.upstream.default),
+                format!(
+                    "{} is not one of the configured upstreams",
+                    self.upstream.default
+                ),
             ));
         }
         Ok(())
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|e| ConfigError::field("server.listen", format!("{:?}: {e}", self.server.listen)))
+        self.server.listen.parse().map_err(|e| {
+            ConfigError::field("server.listen", format!("{:?}: {e}", self.server.listen))
+        })
     }
 }
 
@@ -302,7 +338,9 @@ fn validate_host(host: &str) -> Result<(), String> {
     let name_ok = !name.is_empty()
         && name.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
         });
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
@@ -323,7 +361,13 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:5000");
         assert_eq!(c.upstream.default, "docker.io");
-        for host in ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io"] {
+        for host in [
+            "docker.io",
+            "ghcr.io",
+            "quay.io",
+            "registry.k8s.io",
+            "gcr.io",
+        ] {
             assert!(c.upstreams.contains_key(host), "{host}");
         }
     }
@@ -343,19 +387,31 @@ mod tests {
     fn bad_values_name_their_field() {
         let up = "[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n";
         assert!(invalid(&format!("[server]\nlisten = \"nope\"\n{up}")).starts_with("server.listen"));
-        assert!(invalid(&format!("[upstream]\ndefault = \"ghcr.io\"\n{up}")).starts_with("upstream.default"));
+        assert!(invalid(&format!("[upstream]\ndefault = \"ghcr.io\"\n{up}"))
+            .starts_with("upstream.default"));
         assert!(invalid("[upstreams.\"docker.io\"]\nurl = \"ftp://x\"\n").contains("url"));
         assert!(invalid("[upstreams.\"docker.io\"]\nurl = \"https://x/path\"\n").contains("url"));
-        assert!(invalid("[upstreams.\"docker.io\"]\nurl = \"https://x\"\npassword_env = \"X\"\n").contains("username"));
-        assert!(invalid(&format!("[upstream]\nattempts = 0\n{up}")).starts_with("upstream.attempts"));
-        assert!(invalid("[upstreams.\"bad host\"]\nurl = \"https://x\"\n[upstream]\ndefault = \"bad host\"\n").contains("not a registry host"));
+        assert!(
+            invalid("[upstreams.\"docker.io\"]\nurl = \"https://x\"\npassword_env = \"X\"\n")
+                .contains("username")
+        );
+        assert!(
+            invalid(&format!("[upstream]\nattempts = 0\n{up}")).starts_with("upstream.attempts")
+        );
+        assert!(invalid(
+            "[upstreams.\"bad host\"]\nurl = \"https://x\"\n[upstream]\ndefault = \"bad host\"\n"
+        )
+        .contains("not a registry host"));
     }
 
     #[test]
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "*** ***");
-        let c = Credentials { username: "u".into(), password: s };
+        let c = Credentials {
+            username: "u".into(),
+            password: s,
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
@@ -368,7 +424,10 @@ mod tests {
         let mut up = UpstreamConfig::anonymous("https://x");
         up.username = Some("me".into());
         up.password_file = Some(f);
-        assert_eq!(up.credentials().unwrap().unwrap().password.expose(), "s3cret");
+        assert_eq!(
+            up.credentials().unwrap().unwrap().password.expose(),
+            "s3cret"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -1,7 +1,9 @@
 //! Inspection: judging image names, configs and layers. Inspectors are pure and synchronous: they
 //! take names, JSON or byte chunks and return [`Finding`]s; scoring turns findings into a verdict.
 
+pub mod layer;
 pub mod rules;
+pub mod wallet;
 
 use serde::{Deserialize, Serialize};
 

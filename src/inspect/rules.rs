@@ -20,9 +20,18 @@ pub const ENGINE_VERSION: &str = concat!("portcullis-", env!("CARGO_PKG_VERSION"
 /// The built-in rule files, compiled in.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("miner.toml", include_str!("../../config/rules/miner.toml")),
-    ("persistence.toml", include_str!("../../config/rules/persistence.toml")),
-    ("evasion.toml", include_str!("../../config/rules/evasion.toml")),
-    ("obfuscation.toml", include_str!("../../config/rules/obfuscation.toml")),
+    (
+        "persistence.toml",
+        include_str!("../../config/rules/persistence.toml"),
+    ),
+    (
+        "evasion.toml",
+        include_str!("../../config/rules/evasion.toml"),
+    ),
+    (
+        "obfuscation.toml",
+        include_str!("../../config/rules/obfuscation.toml"),
+    ),
     ("name.toml", include_str!("../../config/rules/name.toml")),
 ];
 
@@ -126,7 +135,11 @@ impl Matcher {
         let mut literals = Vec::new();
         let mut literal_owner = Vec::new();
         let mut regexes = Vec::new();
-        for (ri, rule) in rules.iter().enumerate().filter(|(_, r)| r.scopes.contains(&scope)) {
+        for (ri, rule) in rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.scopes.contains(&scope))
+        {
             for (pi, lit) in rule.literals.iter().enumerate() {
                 literals.push(lit.as_bytes().to_vec());
                 literal_owner.push((ri, pi));
@@ -262,15 +275,24 @@ impl RuleSet {
             if !(r.weight.is_finite() && r.weight >= 0.0) {
                 return Err(bad("weight must be a non-negative number"));
             }
-            if r.literals.is_empty() && r.regexes.is_empty() && r.paths.is_empty() && r.detector.is_none() {
+            if r.literals.is_empty()
+                && r.regexes.is_empty()
+                && r.paths.is_empty()
+                && r.detector.is_none()
+            {
                 return Err(bad("needs literals, regexes, paths or a detector"));
             }
             if r.literals.iter().any(String::is_empty) {
                 return Err(bad("empty literal"));
             }
-            let patterns = r.literals.len() + r.regexes.len() + r.paths.len() + usize::from(r.detector.is_some());
+            let patterns = r.literals.len()
+                + r.regexes.len()
+                + r.paths.len()
+                + usize::from(r.detector.is_some());
             if r.min_distinct == 0 || r.min_distinct > patterns {
-                return Err(bad("min_distinct must be between 1 and the number of patterns"));
+                return Err(bad(
+                    "min_distinct must be between 1 and the number of patterns",
+                ));
             }
         }
         let mut matchers = Vec::new();
@@ -338,7 +360,9 @@ impl RuleSet {
 
     /// The rule that parameterises a built-in detector, if the pack has one.
     pub fn detector(&self, name: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.detector.as_deref() == Some(name))
+        self.rules
+            .iter()
+            .find(|r| r.detector.as_deref() == Some(name))
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Rule> {
@@ -410,7 +434,9 @@ mod tests {
         let mut r2 = rule("b");
         r2.literals = vec!["xmrig".into(), "donate-level".into()];
         let set = RuleSet::from_rules(vec![rule("a"), r2]).unwrap();
-        let hits = set.matcher(Scope::Content).hits(b"run XMRig -o stratum+tcp://pool --donate-level=0");
+        let hits = set
+            .matcher(Scope::Content)
+            .hits(b"run XMRig -o stratum+tcp://pool --donate-level=0");
         let rules: BTreeSet<usize> = hits.iter().map(|h| h.rule).collect();
         assert_eq!(rules, BTreeSet::from([0, 1]));
         assert!(set.matcher(Scope::Env).hits(b"xmrig").is_empty());

@@ -82,9 +82,11 @@ impl FromStr for Digest {
             .ok_or_else(|| DigestError::Malformed(s.to_string()))?;
         // The OCI descriptor grammar: algorithm components of [a-z0-9] joined by [+._-].
         let alg_ok = !alg.is_empty()
-            && alg
-                .split(['+', '.', '_', '-'])
-                .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            && alg.split(['+', '.', '_', '-']).all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
         if !alg_ok || hex.is_empty() {
             return Err(DigestError::Malformed(s.to_string()));
         }
@@ -94,7 +96,9 @@ impl FromStr for Digest {
             other => return Err(DigestError::Unsupported(other.to_string())),
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::BadHex(s.to_string(), algorithm.hex_len()));
         }
@@ -155,13 +159,31 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        assert!(matches!("sha256".parse::<Digest>(), Err(DigestError::Malformed(_))));
-        assert!(matches!("sha256:".parse::<Digest>(), Err(DigestError::Malformed(_))));
-        assert!(matches!("md5:abcd".parse::<Digest>(), Err(DigestError::Unsupported(_))));
-        assert!(matches!("sha256:abcd".parse::<Digest>(), Err(DigestError::BadHex(..))));
+        assert!(matches!(
+            "sha256".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            "sha256:".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            "md5:abcd".parse::<Digest>(),
+            Err(DigestError::Unsupported(_))
+        ));
+        assert!(matches!(
+            "sha256:abcd".parse::<Digest>(),
+            Err(DigestError::BadHex(..))
+        ));
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
-        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::BadHex(..))));
-        assert!(matches!("SHA256:00".parse::<Digest>(), Err(DigestError::Malformed(_))));
+        assert!(matches!(
+            upper.parse::<Digest>(),
+            Err(DigestError::BadHex(..))
+        ));
+        assert!(matches!(
+            "SHA256:00".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -70,14 +70,19 @@ mod tests {
     fn codes_serialize_as_the_spec_spells_them() {
         let e = ErrorEnvelope::single(ErrorCode::TooManyRequests, "slow down");
         let s = serde_json::to_string(&e).unwrap();
-        assert_eq!(s, r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#);
-        let s = serde_json::to_string(&ErrorEnvelope::single(ErrorCode::ManifestUnknown, "")).unwrap();
+        assert_eq!(
+            s,
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#
+        );
+        let s =
+            serde_json::to_string(&ErrorEnvelope::single(ErrorCode::ManifestUnknown, "")).unwrap();
         assert!(s.contains("MANIFEST_UNKNOWN"));
     }
 
     #[test]
     fn unknown_codes_parse_as_unknown() {
-        let e = ErrorEnvelope::parse(br#"{"errors":[{"code":"WEIRD_THING","message":"x"}]}"#).unwrap();
+        let e =
+            ErrorEnvelope::parse(br#"{"errors":[{"code":"WEIRD_THING","message":"x"}]}"#).unwrap();
         assert_eq!(e.errors[0].code, ErrorCode::Unknown);
         assert!(ErrorEnvelope::parse(b"<html>").is_none());
         assert!(ErrorEnvelope::parse(br#"{"errors":[]}"#).is_none());

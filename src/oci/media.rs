@@ -40,11 +40,18 @@ mod tests {
     #[test]
     fn content_type_wins_then_body() {
         assert_eq!(
-            manifest_media_type(Some("application/vnd.oci.image.manifest.v1+json; charset=x"), b"{}").as_deref(),
+            manifest_media_type(
+                Some("application/vnd.oci.image.manifest.v1+json; charset=x"),
+                b"{}"
+            )
+            .as_deref(),
             Some(OCI_MANIFEST)
         );
         let body = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#);
-        assert_eq!(manifest_media_type(Some("application/json"), body.as_bytes()).as_deref(), Some(OCI_INDEX));
+        assert_eq!(
+            manifest_media_type(Some("application/json"), body.as_bytes()).as_deref(),
+            Some(OCI_INDEX)
+        );
         assert_eq!(manifest_media_type(None, b"not json"), None);
     }
 }

@@ -148,10 +148,19 @@ mod tests {
 
     #[test]
     fn names_follow_the_grammar() {
-        for ok in ["nginx", "library/nginx", "a/b/c", "my-org/my__img", "a.b/c_d", "x--y"] {
+        for ok in [
+            "nginx",
+            "library/nginx",
+            "a/b/c",
+            "my-org/my__img",
+            "a.b/c_d",
+            "x--y",
+        ] {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
         }
-        for bad in ["", "Nginx", "a//b", "/a", "a/", "-a", "a-", "a___b", "a:b", "a b", "a/../b"] {
+        for bad in [
+            "", "Nginx", "a//b", "/a", "a/", "-a", "a-", "a___b", "a:b", "a b", "a/../b",
+        ] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
         let long = "a".repeat(256);
@@ -170,12 +179,22 @@ mod tests {
 
     #[test]
     fn references_split_on_colon() {
-        assert!(matches!("latest".parse::<Reference>(), Ok(Reference::Tag(_))));
         assert!(matches!(
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse::<Reference>(),
+            "latest".parse::<Reference>(),
+            Ok(Reference::Tag(_))
+        ));
+        assert!(matches!(
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse::<Reference>(),
             Ok(Reference::Digest(_))
         ));
-        assert!(matches!("sha256:zz".parse::<Reference>(), Err(ReferenceError::Digest(_))));
-        assert!(matches!("bad/tag".parse::<Reference>(), Err(ReferenceError::Tag(_))));
+        assert!(matches!(
+            "sha256:zz".parse::<Reference>(),
+            Err(ReferenceError::Digest(_))
+        ));
+        assert!(matches!(
+            "bad/tag".parse::<Reference>(),
+            Err(ReferenceError::Tag(_))
+        ));
     }
 }

@@ -37,7 +37,11 @@ pub enum Error {
     #[error(transparent)]
     Unreachable(#[from] UpstreamError),
     #[error("upstream {host} answered {status} after {attempts} attempt(s)")]
-    UpstreamFailed { host: String, status: u16, attempts: u32 },
+    UpstreamFailed {
+        host: String,
+        status: u16,
+        attempts: u32,
+    },
     #[error("upstream {host} is rate-limiting this proxy (429)")]
     RateLimited {
         host: String,

@@ -25,7 +25,11 @@ use std::sync::Arc;
 pub type BlobBody = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
 
 /// Upstream headers worth passing on to clients (Docker Hub's rate-limit figures).
-const PASSTHROUGH_HEADERS: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "docker-ratelimit-source"];
+const PASSTHROUGH_HEADERS: [&str; 3] = [
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "docker-ratelimit-source",
+];
 
 #[derive(Debug, Clone)]
 pub struct ManifestRequest {
@@ -77,9 +81,19 @@ pub trait Registry: Send + Sync + 'static {
     /// A blob; its body, if any, never completes unless its bytes match `req.digest`.
     fn blob(&self, req: BlobRequest) -> impl Future<Output = Result<BlobReply>> + Send;
     /// `tags/list`, with `n`/`last` passed on; `link_base` is the client-facing path for `Link`.
-    fn tags(&self, route: Route, page: Page, link_base: String) -> impl Future<Output = Result<JsonReply>> + Send;
+    fn tags(
+        &self,
+        route: Route,
+        page: Page,
+        link_base: String,
+    ) -> impl Future<Output = Result<JsonReply>> + Send;
     /// `referrers/<digest>`, with `artifactType` passed on.
-    fn referrers(&self, route: Route, digest: Digest, query: Option<String>) -> impl Future<Output = Result<JsonReply>> + Send;
+    fn referrers(
+        &self,
+        route: Route,
+        digest: Digest,
+        query: Option<String>,
+    ) -> impl Future<Output = Result<JsonReply>> + Send;
 }
 
 /// Builds the extra checks a blob's bytes pass besides its digest (inspection plugs in here).
@@ -106,8 +120,18 @@ impl PullThrough {
         self
     }
 
-    async fn get(&self, route: &Route, method: Method, rest: &str, query: Option<&str>, headers: HeaderMap) -> Result<reqwest::Response> {
-        let response = self.client.send(route, method, rest, query, headers).await?;
+    async fn get(
+        &self,
+        route: &Route,
+        method: Method,
+        rest: &str,
+        query: Option<&str>,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response> {
+        let response = self
+            .client
+            .send(route, method, rest, query, headers)
+            .await?;
         if response.status().is_success() {
             Ok(response)
         } else {
@@ -143,7 +167,16 @@ impl PullThrough {
         match status {
             StatusCode::NOT_FOUND => {
                 let (code, message) = match upstream_err {
-                    Some(e) if matches!(e.code, ErrorCode::NameUnknown | ErrorCode::ManifestUnknown | ErrorCode::BlobUnknown) => (e.code, e.message),
+                    Some(e)
+                        if matches!(
+                            e.code,
+                            ErrorCode::NameUnknown
+                                | ErrorCode::ManifestUnknown
+                                | ErrorCode::BlobUnknown
+                        ) =>
+                    {
+                        (e.code, e.message)
+                    }
                     _ => (default_code, String::new()),
                 };
                 let message = if message.is_empty() {
@@ -151,10 +184,17 @@ impl PullThrough {
                 } else {
                     format!("{message} ({} on {host})", route.repo)
                 };
-                Error::Upstream { status: 404, code, message }
+                Error::Upstream {
+                    status: 404,
+                    code,
+                    message,
+                }
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                let why = upstream_err.map(|e| e.message).filter(|m| !m.is_empty()).unwrap_or_else(|| status.to_string());
+                let why = upstream_err
+                    .map(|e| e.message)
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| status.to_string());
                 Error::Upstream {
                     status: 403,
                     code: ErrorCode::Denied,
@@ -230,7 +270,9 @@ impl Registry for PullThrough {
                 if let Some(announced) = announced {
                     let got = Digest::compute(announced.algorithm(), &bytes);
                     if got != announced {
-                        return Err(bad(format!("manifest announced as {announced} hashes to {got}")));
+                        return Err(bad(format!(
+                            "manifest announced as {announced} hashes to {got}"
+                        )));
                     }
                 }
                 Digest::sha256_of(&bytes)
@@ -247,7 +289,9 @@ impl Registry for PullThrough {
     async fn blob(&self, req: BlobRequest) -> Result<BlobReply> {
         let rest = format!("blobs/{}", req.digest);
         if req.head {
-            let response = self.get(&req.route, Method::HEAD, &rest, None, HeaderMap::new()).await?;
+            let response = self
+                .get(&req.route, Method::HEAD, &rest, None, HeaderMap::new())
+                .await?;
             return Ok(BlobReply {
                 digest: req.digest,
                 size: content_length(response.headers()),
@@ -258,18 +302,26 @@ impl Registry for PullThrough {
         }
         // The whole blob is always fetched: its digest can only be checked over all of it, so a
         // range is cut out of the verified stream rather than asked of the upstream.
-        let response = self.get(&req.route, Method::GET, &rest, None, HeaderMap::new()).await?;
+        let response = self
+            .get(&req.route, Method::GET, &rest, None, HeaderMap::new())
+            .await?;
         let headers = passthrough_headers(response.headers());
         let size = content_length(response.headers());
         let window = match (req.range, size) {
-            (Some(range), Some(size)) => Some(range.resolve(size).ok_or(Error::RangeInvalid { size })?),
+            (Some(range), Some(size)) => {
+                Some(range.resolve(size).ok_or(Error::RangeInvalid { size })?)
+            }
             _ => None,
         };
-        let mut checks: Vec<Box<dyn BlobCheck>> = vec![Box::new(DigestCheck::new(req.digest.clone(), size))];
+        let mut checks: Vec<Box<dyn BlobCheck>> =
+            vec![Box::new(DigestCheck::new(req.digest.clone(), size))];
         for f in &self.extra_checks {
             checks.extend(f.checks(&req));
         }
-        let w = window.map_or(Window::ALL, |(start, end)| Window { start, end: end + 1 });
+        let w = window.map_or(Window::ALL, |(start, end)| Window {
+            start,
+            end: end + 1,
+        });
         let digest = req.digest.clone();
         let host = req.route.upstream.host.clone();
         let body = TailHold::new(response.bytes_stream(), checks, w).on_end(Box::new(move |outcome| {
@@ -289,7 +341,13 @@ impl Registry for PullThrough {
     async fn tags(&self, route: Route, page: Page, link_base: String) -> Result<JsonReply> {
         let query = page.query();
         let response = self
-            .get(&route, Method::GET, "tags/list", query.as_deref(), HeaderMap::new())
+            .get(
+                &route,
+                Method::GET,
+                "tags/list",
+                query.as_deref(),
+                HeaderMap::new(),
+            )
             .await?;
         let mut headers = passthrough_headers(response.headers());
         // The upstream's Link names its own path; the client must be sent back to ours.
@@ -315,10 +373,21 @@ impl Registry for PullThrough {
         Ok(reply)
     }
 
-    async fn referrers(&self, route: Route, digest: Digest, query: Option<String>) -> Result<JsonReply> {
+    async fn referrers(
+        &self,
+        route: Route,
+        digest: Digest,
+        query: Option<String>,
+    ) -> Result<JsonReply> {
         let rest = format!("referrers/{digest}");
         let response = self
-            .get(&route, Method::GET, &rest, query.as_deref(), HeaderMap::new())
+            .get(
+                &route,
+                Method::GET,
+                &rest,
+                query.as_deref(),
+                HeaderMap::new(),
+            )
             .await?;
         let mut headers = passthrough_headers(response.headers());
         if let Some(v) = response.headers().get("oci-filters-applied") {
@@ -331,17 +400,24 @@ impl Registry for PullThrough {
 /// The largest tag list or referrers index passed through.
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 
-async fn json_reply(route: &Route, response: reqwest::Response, headers: HeaderMap, default_type: &str) -> Result<JsonReply> {
+async fn json_reply(
+    route: &Route,
+    response: reqwest::Response,
+    headers: HeaderMap,
+    default_type: &str,
+) -> Result<JsonReply> {
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(default_type)
         .to_string();
-    let bytes = read_capped(response, MAX_JSON_BYTES).await.map_err(|e| Error::BadUpstream {
-        host: route.upstream.host.clone(),
-        reason: e,
-    })?;
+    let bytes = read_capped(response, MAX_JSON_BYTES)
+        .await
+        .map_err(|e| Error::BadUpstream {
+            host: route.upstream.host.clone(),
+            reason: e,
+        })?;
     Ok(JsonReply {
         content_type,
         bytes,
@@ -351,12 +427,22 @@ async fn json_reply(route: &Route, response: reqwest::Response, headers: HeaderM
 
 /// The query of a `Link: </v2/x/tags/list?n=2&last=b>; rel="next"` header.
 fn next_link_query(link: &str) -> Option<String> {
-    let target = link.split(';').next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
+    let target = link
+        .split(';')
+        .next()?
+        .trim()
+        .strip_prefix('<')?
+        .strip_suffix('>')?;
     let query = target.split_once('?')?.1;
     // Only the pagination parameters go back to the client; nothing else of the upstream's URL.
     let kept: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k == "n" || k == "last")
-        .map(|(k, v)| format!("{k}={}", url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
 }
@@ -378,7 +464,10 @@ fn passthrough_headers(upstream: &HeaderMap) -> HeaderMap {
 }
 
 /// Reads a whole body, refusing one longer than `cap` without buffering past it.
-async fn read_capped(response: reqwest::Response, cap: usize) -> std::result::Result<Bytes, String> {
+async fn read_capped(
+    response: reqwest::Response,
+    cap: usize,
+) -> std::result::Result<Bytes, String> {
     let mut buf = BytesMut::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -398,7 +487,8 @@ mod tests {
     #[test]
     fn link_queries_keep_only_pagination() {
         assert_eq!(
-            next_link_query(r#"</v2/library/x/tags/list?last=b&n=2&evil=1>; rel="next""#).as_deref(),
+            next_link_query(r#"</v2/library/x/tags/list?last=b&n=2&evil=1>; rel="next""#)
+                .as_deref(),
             Some("last=b&n=2")
         );
         assert_eq!(next_link_query("garbage"), None);

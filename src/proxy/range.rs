@@ -23,7 +23,11 @@ impl ByteRange {
             return b.parse().ok().map(ByteRange::Suffix);
         }
         let start = a.parse().ok()?;
-        let end = if b.is_empty() { None } else { Some(b.parse().ok()?) };
+        let end = if b.is_empty() {
+            None
+        } else {
+            Some(b.parse().ok()?)
+        };
         if end.is_some_and(|e| e < start) {
             return None;
         }
@@ -52,10 +56,26 @@ mod tests {
 
     #[test]
     fn parses_single_ranges() {
-        assert_eq!(ByteRange::parse("bytes=0-99"), Some(ByteRange::From { start: 0, end: Some(99) }));
-        assert_eq!(ByteRange::parse("bytes=100-"), Some(ByteRange::From { start: 100, end: None }));
+        assert_eq!(
+            ByteRange::parse("bytes=0-99"),
+            Some(ByteRange::From {
+                start: 0,
+                end: Some(99)
+            })
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=100-"),
+            Some(ByteRange::From {
+                start: 100,
+                end: None
+            })
+        );
         assert_eq!(ByteRange::parse("bytes=-5"), Some(ByteRange::Suffix(5)));
-        assert_eq!(ByteRange::parse("bytes=0-1,4-5"), None, "multi-range is served whole");
+        assert_eq!(
+            ByteRange::parse("bytes=0-1,4-5"),
+            None,
+            "multi-range is served whole"
+        );
         assert_eq!(ByteRange::parse("bytes=9-3"), None);
         assert_eq!(ByteRange::parse("items=0-1"), None);
         assert_eq!(ByteRange::parse("bytes=x-1"), None);
@@ -63,10 +83,22 @@ mod tests {
 
     #[test]
     fn resolves_against_the_size() {
-        assert_eq!(ByteRange::parse("bytes=0-99").unwrap().resolve(50), Some((0, 49)));
-        assert_eq!(ByteRange::parse("bytes=10-").unwrap().resolve(50), Some((10, 49)));
-        assert_eq!(ByteRange::parse("bytes=-5").unwrap().resolve(50), Some((45, 49)));
-        assert_eq!(ByteRange::parse("bytes=-500").unwrap().resolve(50), Some((0, 49)));
+        assert_eq!(
+            ByteRange::parse("bytes=0-99").unwrap().resolve(50),
+            Some((0, 49))
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=10-").unwrap().resolve(50),
+            Some((10, 49))
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-5").unwrap().resolve(50),
+            Some((45, 49))
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-500").unwrap().resolve(50),
+            Some((0, 49))
+        );
         assert_eq!(ByteRange::parse("bytes=50-").unwrap().resolve(50), None);
         assert_eq!(ByteRange::parse("bytes=-0").unwrap().resolve(50), None);
     }

@@ -37,7 +37,10 @@ impl Page {
         }
         let mut list: serde_json::Value = serde_json::from_slice(body).ok()?;
         let tags = list.get_mut("tags")?.as_array_mut()?;
-        let mut names: Vec<String> = tags.iter().filter_map(|t| t.as_str().map(str::to_string)).collect();
+        let mut names: Vec<String> = tags
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
         names.sort();
         if let Some(last) = &self.last {
             names.retain(|t| t > last);
@@ -51,7 +54,12 @@ impl Page {
         }
         let next = (more && n > 0).then(|| {
             let last = names.last().cloned().unwrap_or_default();
-            Page { n: Some(n), last: Some(last) }.query().unwrap_or_default()
+            Page {
+                n: Some(n),
+                last: Some(last),
+            }
+            .query()
+            .unwrap_or_default()
         });
         *tags = names.into_iter().map(serde_json::Value::String).collect();
         Some(Cut {
@@ -66,7 +74,10 @@ mod tests {
     use super::*;
 
     fn page(n: Option<usize>, last: Option<&str>) -> Page {
-        Page { n, last: last.map(str::to_string) }
+        Page {
+            n,
+            last: last.map(str::to_string),
+        }
     }
 
     const BODY: &[u8] = br#"{"name":"x","tags":["b","v1","c","a"]}"#;
@@ -91,7 +102,9 @@ mod tests {
     #[test]
     fn leaves_proper_pages_and_unpaginated_requests_alone() {
         assert!(page(None, None).apply(BODY).is_none());
-        assert!(page(Some(2), None).apply(br#"{"name":"x","tags":["a","b"]}"#).is_none());
+        assert!(page(Some(2), None)
+            .apply(br#"{"name":"x","tags":["a","b"]}"#)
+            .is_none());
         assert!(page(Some(2), None).apply(b"not json").is_none());
     }
 }

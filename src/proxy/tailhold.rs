@@ -56,7 +56,9 @@ impl BlobCheck for DigestCheck {
     fn update(&mut self, chunk: &[u8]) -> Result<(), Veto> {
         self.seen += chunk.len() as u64;
         if let Some(size) = self.size.filter(|s| self.seen > *s) {
-            return Err(Veto(format!("upstream sent more than the {size} bytes it announced")));
+            return Err(Veto(format!(
+                "upstream sent more than the {size} bytes it announced"
+            )));
         }
         if let Some(h) = &mut self.hasher {
             h.update(chunk);
@@ -66,11 +68,17 @@ impl BlobCheck for DigestCheck {
 
     fn finish(&mut self) -> Result<(), Veto> {
         if let Some(size) = self.size.filter(|s| self.seen != *s) {
-            return Err(Veto(format!("upstream sent {} of the {size} bytes it announced", self.seen)));
+            return Err(Veto(format!(
+                "upstream sent {} of the {size} bytes it announced",
+                self.seen
+            )));
         }
         let got = self.hasher.take().expect("finish is called once").finish();
         if got != self.expected {
-            return Err(Veto(format!("upstream bytes hash to {got}, not to {}", self.expected)));
+            return Err(Veto(format!(
+                "upstream bytes hash to {got}, not to {}",
+                self.expected
+            )));
         }
         Ok(())
     }
@@ -85,7 +93,10 @@ pub struct Window {
 }
 
 impl Window {
-    pub const ALL: Window = Window { start: 0, end: u64::MAX };
+    pub const ALL: Window = Window {
+        start: 0,
+        end: u64::MAX,
+    };
 }
 
 /// Called once with the outcome when the stream ends (not when it is dropped early).
@@ -178,7 +189,10 @@ where
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let veto = Veto(format!("upstream body failed after {} bytes: {e}", this.pos));
+                    let veto = Veto(format!(
+                        "upstream body failed after {} bytes: {e}",
+                        this.pos
+                    ));
                     return Poll::Ready(this.end(Err(veto)));
                 }
                 Poll::Ready(None) => {
@@ -197,7 +211,9 @@ mod tests {
     use futures_util::{stream, StreamExt};
 
     fn chunks(data: &[u8], size: usize) -> Vec<Result<Bytes, io::Error>> {
-        data.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect()
+        data.chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect()
     }
 
     async fn run(
@@ -217,7 +233,10 @@ mod tests {
     }
 
     fn digest_check(data: &[u8]) -> Vec<Box<dyn BlobCheck>> {
-        vec![Box::new(DigestCheck::new(Digest::sha256_of(data), Some(data.len() as u64)))]
+        vec![Box::new(DigestCheck::new(
+            Digest::sha256_of(data),
+            Some(data.len() as u64),
+        ))]
     }
 
     #[tokio::test]
@@ -270,7 +289,10 @@ mod tests {
     #[tokio::test]
     async fn ranges_are_clipped_and_still_wait_for_the_whole_blob() {
         let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
-        let w = Window { start: 100, end: 1100 };
+        let w = Window {
+            start: 100,
+            end: 1100,
+        };
         let (out, err) = run(chunks(&data, 300), digest_check(&data), w).await;
         assert_eq!(err, None);
         assert_eq!(out, &data[100..1100]);
@@ -287,8 +309,12 @@ mod tests {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
         let s2 = seen.clone();
         let data = b"hello".to_vec();
-        let s = TailHold::new(stream::iter(chunks(&data, 2)), digest_check(&data), Window::ALL)
-            .on_end(Box::new(move |r| *s2.lock().unwrap() = Some(r.clone())));
+        let s = TailHold::new(
+            stream::iter(chunks(&data, 2)),
+            digest_check(&data),
+            Window::ALL,
+        )
+        .on_end(Box::new(move |r| *s2.lock().unwrap() = Some(r.clone())));
         let _: Vec<_> = s.collect().await;
         assert_eq!(*seen.lock().unwrap(), Some(Ok(5)));
     }

@@ -31,20 +31,40 @@ impl ApiError {
         match &self.0 {
             Error::NameInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::NameInvalid, Client),
             Error::DigestInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid, Client),
-            Error::ReferenceInvalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, Client),
-            Error::RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::RangeInvalid, Client),
+            Error::ReferenceInvalid(_) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, Client)
+            }
+            Error::RangeInvalid { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeInvalid,
+                Client,
+            ),
             Error::NotConfigured(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied, Client),
-            Error::Unsupported { .. } => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::Unsupported, Client),
+            Error::Unsupported { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::Unsupported,
+                Client,
+            ),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, Client),
             Error::Upstream { status, code, .. } => (
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
                 *code,
                 Upstream,
             ),
-            Error::Unreachable(UpstreamError::Timeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable, Upstream),
+            Error::Unreachable(UpstreamError::Timeout { .. }) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::Unavailable,
+                Upstream,
+            ),
             Error::Unreachable(_) => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream),
-            Error::UpstreamFailed { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream),
-            Error::RateLimited { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooManyRequests, Upstream),
+            Error::UpstreamFailed { .. } => {
+                (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream)
+            }
+            Error::RateLimited { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::TooManyRequests,
+                Upstream,
+            ),
             Error::BadUpstream { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown, Upstream),
         }
     }
@@ -57,7 +77,9 @@ impl IntoResponse for ApiError {
             errors: vec![ErrorInfo {
                 code,
                 message: self.0.to_string(),
-                detail: Some(serde_json::json!({ "source": source, "retryable": self.0.retryable() })),
+                detail: Some(
+                    serde_json::json!({ "source": source, "retryable": self.0.retryable() }),
+                ),
             }],
         };
         let body = serde_json::to_vec(&envelope).unwrap_or_default();
@@ -73,7 +95,10 @@ impl IntoResponse for ApiError {
                     headers.insert(CONTENT_RANGE, v);
                 }
             }
-            Error::RateLimited { retry_after: Some(d), .. } => {
+            Error::RateLimited {
+                retry_after: Some(d),
+                ..
+            } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
             }
             _ => {}

@@ -4,7 +4,10 @@ use super::error::ApiError;
 use super::path::{self, ApiPath};
 use super::AppState;
 use crate::oci::{Digest, Reference};
-use crate::proxy::{BlobReply, BlobRequest, ByteRange, Error, JsonReply, ManifestReply, ManifestRequest, Page, Registry};
+use crate::proxy::{
+    BlobReply, BlobRequest, ByteRange, Error, JsonReply, ManifestReply, ManifestRequest, Page,
+    Registry,
+};
 use crate::upstream::Route;
 use axum::body::Body;
 use axum::extract::State;
@@ -18,7 +21,10 @@ type Result<T> = std::result::Result<T, ApiError>;
 /// `GET /v2/`: the API version check.
 pub async fn version(method: Method) -> Result<Response> {
     if method != Method::GET && method != Method::HEAD {
-        return Err(Error::Unsupported { method: method.to_string() }.into());
+        return Err(Error::Unsupported {
+            method: method.to_string(),
+        }
+        .into());
     }
     Ok(([(CONTENT_TYPE, "application/json")], "{}").into_response())
 }
@@ -31,29 +37,51 @@ pub async fn api<R: Registry>(
     headers: HeaderMap,
 ) -> Result<Response> {
     if method != Method::GET && method != Method::HEAD {
-        return Err(Error::Unsupported { method: method.to_string() }.into());
+        return Err(Error::Unsupported {
+            method: method.to_string(),
+        }
+        .into());
     }
     let head = method == Method::HEAD;
     let rest = uri.path().strip_prefix("/v2/").unwrap_or("");
     let api_path = path::parse(rest).ok_or_else(|| Error::NotFound(uri.path().to_string()))?;
     let query = Query::parse(uri.query());
     let name = match &api_path {
-        ApiPath::Manifest { name, .. } | ApiPath::Blob { name, .. } | ApiPath::Tags { name } | ApiPath::Referrers { name, .. } => *name,
+        ApiPath::Manifest { name, .. }
+        | ApiPath::Blob { name, .. }
+        | ApiPath::Tags { name }
+        | ApiPath::Referrers { name, .. } => *name,
     };
-    let route = state.upstreams.route(name, query.ns.as_deref()).map_err(Error::from)?;
+    let route = state
+        .upstreams
+        .route(name, query.ns.as_deref())
+        .map_err(Error::from)?;
     let span = tracing::Span::current();
     span.record("upstream", route.upstream.host.as_str());
     span.record("repo", route.repo.as_str());
     let mut response = match api_path {
-        ApiPath::Manifest { reference, .. } => manifest(&state.registry, route, reference, &headers, head).await?,
-        ApiPath::Blob { digest, .. } => blob(&state.registry, route, digest, &headers, head).await?,
+        ApiPath::Manifest { reference, .. } => {
+            manifest(&state.registry, route, reference, &headers, head).await?
+        }
+        ApiPath::Blob { digest, .. } => {
+            blob(&state.registry, route, digest, &headers, head).await?
+        }
         ApiPath::Tags { name } => {
             let link_base = format!("/v2/{name}/tags/list");
-            json(state.registry.tags(route, query.page, link_base).await?, head)
+            json(
+                state.registry.tags(route, query.page, link_base).await?,
+                head,
+            )
         }
         ApiPath::Referrers { digest, .. } => {
             let digest = parse_digest(digest)?;
-            json(state.registry.referrers(route, digest, query.artifact_type).await?, head)
+            json(
+                state
+                    .registry
+                    .referrers(route, digest, query.artifact_type)
+                    .await?,
+                head,
+            )
         }
     };
     if let Some(ns) = query.ns.and_then(|ns| HeaderValue::from_str(&ns).ok()) {
@@ -62,47 +90,91 @@ pub async fn api<R: Registry>(
     Ok(response)
 }
 
-async fn manifest<R: Registry>(registry: &R, route: Route, reference: &str, headers: &HeaderMap, head: bool) -> Result<Response> {
-    let reference: Reference = reference.parse().map_err(|e: crate::oci::ReferenceError| match e {
-        crate::oci::ReferenceError::Digest(d) => Error::DigestInvalid(d.to_string()),
-        crate::oci::ReferenceError::Tag(t) => Error::ReferenceInvalid(t.to_string()),
-    })?;
+async fn manifest<R: Registry>(
+    registry: &R,
+    route: Route,
+    reference: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response> {
+    let reference: Reference =
+        reference
+            .parse()
+            .map_err(|e: crate::oci::ReferenceError| match e {
+                crate::oci::ReferenceError::Digest(d) => Error::DigestInvalid(d.to_string()),
+                crate::oci::ReferenceError::Tag(t) => Error::ReferenceInvalid(t.to_string()),
+            })?;
     tracing::Span::current().record("reference", tracing::field::display(&reference));
     let accept = accept_set(headers);
-    let reply = registry.manifest(ManifestRequest { route, reference, accept }).await?;
+    let reply = registry
+        .manifest(ManifestRequest {
+            route,
+            reference,
+            accept,
+        })
+        .await?;
     Ok(manifest_response(reply, head))
 }
 
 fn manifest_response(reply: ManifestReply, head: bool) -> Response {
     let mut headers = reply.headers;
     headers.insert(CONTENT_TYPE, header_value(&reply.media_type));
-    headers.insert("docker-content-digest", header_value(&reply.digest.to_string()));
+    headers.insert(
+        "docker-content-digest",
+        header_value(&reply.digest.to_string()),
+    );
     headers.insert(CONTENT_LENGTH, HeaderValue::from(reply.bytes.len()));
-    let body = if head { Body::empty() } else { Body::from(reply.bytes) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(reply.bytes)
+    };
     (headers, body).into_response()
 }
 
-async fn blob<R: Registry>(registry: &R, route: Route, digest: &str, headers: &HeaderMap, head: bool) -> Result<Response> {
+async fn blob<R: Registry>(
+    registry: &R,
+    route: Route,
+    digest: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response> {
     let digest = parse_digest(digest)?;
     tracing::Span::current().record("digest", tracing::field::display(&digest));
     let range = headers
         .get(RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(ByteRange::parse);
-    let reply = registry.blob(BlobRequest { route, digest, range, head }).await?;
+    let reply = registry
+        .blob(BlobRequest {
+            route,
+            digest,
+            range,
+            head,
+        })
+        .await?;
     Ok(blob_response(reply))
 }
 
 fn blob_response(reply: BlobReply) -> Response {
     let mut headers = reply.headers;
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    headers.insert("docker-content-digest", header_value(&reply.digest.to_string()));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        "docker-content-digest",
+        header_value(&reply.digest.to_string()),
+    );
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let mut status = StatusCode::OK;
     match (reply.window, reply.size) {
         (Some((first, last)), Some(size)) => {
             status = StatusCode::PARTIAL_CONTENT;
-            headers.insert(CONTENT_RANGE, header_value(&format!("bytes {first}-{last}/{size}")));
+            headers.insert(
+                CONTENT_RANGE,
+                header_value(&format!("bytes {first}-{last}/{size}")),
+            );
             headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
         }
         (_, Some(size)) => {
@@ -118,12 +190,17 @@ fn json(reply: JsonReply, head: bool) -> Response {
     let mut headers = reply.headers;
     headers.insert(CONTENT_TYPE, header_value(&reply.content_type));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(reply.bytes.len()));
-    let body = if head { Body::empty() } else { Body::from(reply.bytes) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(reply.bytes)
+    };
     (headers, body).into_response()
 }
 
 fn parse_digest(s: &str) -> std::result::Result<Digest, Error> {
-    s.parse().map_err(|e: crate::oci::DigestError| Error::DigestInvalid(e.to_string()))
+    s.parse()
+        .map_err(|e: crate::oci::DigestError| Error::DigestInvalid(e.to_string()))
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -133,7 +210,11 @@ fn header_value(s: &str) -> HeaderValue {
 /// Every type in every `Accept` header, without parameters, each once (order does not matter).
 fn accept_set(headers: &HeaderMap) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for v in headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()) {
+    for v in headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         for t in v.split(',') {
             let t = t.split(';').next().unwrap_or("").trim();
             if !t.is_empty() && !out.iter().any(|o| o == t) {
@@ -183,18 +264,35 @@ mod tests {
     #[test]
     fn accept_is_a_set_of_bare_types() {
         let mut h = HeaderMap::new();
-        h.append(ACCEPT, HeaderValue::from_static("application/a, application/b;q=0.5"));
+        h.append(
+            ACCEPT,
+            HeaderValue::from_static("application/a, application/b;q=0.5"),
+        );
         h.append(ACCEPT, HeaderValue::from_static("application/a"));
         h.append(ACCEPT, HeaderValue::from_static("*/*"));
-        assert_eq!(accept_set(&h), vec!["application/a", "application/b", "*/*"]);
+        assert_eq!(
+            accept_set(&h),
+            vec!["application/a", "application/b", "*/*"]
+        );
     }
 
     #[test]
     fn query_keeps_only_api_parameters() {
-        let q = Query::parse(Some("ns=docker.io&n=10&last=v1&evil=1&artifactType=application%2Fx"));
+        let q = Query::parse(Some(
+            "ns=docker.io&n=10&last=v1&evil=1&artifactType=application%2Fx",
+        ));
         assert_eq!(q.ns.as_deref(), Some("docker.io"));
-        assert_eq!(q.page, Page { n: Some(10), last: Some("v1".into()) });
-        assert_eq!(q.artifact_type.as_deref(), Some("artifactType=application%2Fx"));
+        assert_eq!(
+            q.page,
+            Page {
+                n: Some(10),
+                last: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            q.artifact_type.as_deref(),
+            Some("artifactType=application%2Fx")
+        );
         assert!(Query::parse(None).ns.is_none());
     }
 }

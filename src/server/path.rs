@@ -26,7 +26,10 @@ pub fn parse(rest: &str) -> Option<ApiPath<'_>> {
         return None;
     }
     Some(match marker {
-        "/manifests/" => ApiPath::Manifest { name, reference: last },
+        "/manifests/" => ApiPath::Manifest {
+            name,
+            reference: last,
+        },
         "/blobs/" => ApiPath::Blob { name, digest: last },
         _ => ApiPath::Referrers { name, digest: last },
     })
@@ -40,20 +43,47 @@ mod tests {
     fn splits_on_the_last_marker() {
         assert_eq!(
             parse("library/nginx/manifests/latest"),
-            Some(ApiPath::Manifest { name: "library/nginx", reference: "latest" })
+            Some(ApiPath::Manifest {
+                name: "library/nginx",
+                reference: "latest"
+            })
         );
         assert_eq!(
             parse("ghcr.io/o/blobs/manifests/sha256:ab"),
-            Some(ApiPath::Manifest { name: "ghcr.io/o/blobs", reference: "sha256:ab" })
+            Some(ApiPath::Manifest {
+                name: "ghcr.io/o/blobs",
+                reference: "sha256:ab"
+            })
         );
-        assert_eq!(parse("a/b/blobs/sha256:00"), Some(ApiPath::Blob { name: "a/b", digest: "sha256:00" }));
+        assert_eq!(
+            parse("a/b/blobs/sha256:00"),
+            Some(ApiPath::Blob {
+                name: "a/b",
+                digest: "sha256:00"
+            })
+        );
         assert_eq!(parse("a/tags/list"), Some(ApiPath::Tags { name: "a" }));
-        assert_eq!(parse("a/referrers/sha256:1"), Some(ApiPath::Referrers { name: "a", digest: "sha256:1" }));
+        assert_eq!(
+            parse("a/referrers/sha256:1"),
+            Some(ApiPath::Referrers {
+                name: "a",
+                digest: "sha256:1"
+            })
+        );
     }
 
     #[test]
     fn rejects_what_is_not_an_endpoint() {
-        for p in ["", "a", "a/manifests/", "/manifests/x", "a/blobs/uploads/", "a/blobs/uploads/123", "tags/list", "_catalog"] {
+        for p in [
+            "",
+            "a",
+            "a/manifests/",
+            "/manifests/x",
+            "a/blobs/uploads/",
+            "a/blobs/uploads/123",
+            "tags/list",
+            "_catalog",
+        ] {
             assert_eq!(parse(p), None, "{p}");
         }
     }

@@ -154,7 +154,10 @@ impl TokenCache {
     }
 
     pub fn put(&self, upstream: &str, scope: &str, token: Secret, ttl: Duration) {
-        let until = Instant::now() + ttl.saturating_sub(EXPIRY_MARGIN).max(Duration::from_secs(1));
+        let until = Instant::now()
+            + ttl
+                .saturating_sub(EXPIRY_MARGIN)
+                .max(Duration::from_secs(1));
         let mut tokens = self.tokens.lock().unwrap();
         // Expired entries are swept on insert so the map stays as small as the live scopes.
         let now = Instant::now();
@@ -174,7 +177,10 @@ impl TokenCache {
     }
 
     pub fn remember_challenge(&self, upstream: &str, c: Challenge) {
-        self.challenges.lock().unwrap().insert(upstream.to_string(), c);
+        self.challenges
+            .lock()
+            .unwrap()
+            .insert(upstream.to_string(), c);
     }
 }
 
@@ -191,18 +197,26 @@ mod tests {
         assert_eq!(c[0].scheme, "bearer");
         assert_eq!(c[0].param("realm"), Some("https://auth.docker.io/token"));
         assert_eq!(c[0].param("service"), Some("registry.docker.io"));
-        assert_eq!(c[0].param("scope"), Some("repository:samalba/my-app:pull,push"));
+        assert_eq!(
+            c[0].param("scope"),
+            Some("repository:samalba/my-app:pull,push")
+        );
     }
 
     #[test]
     fn parses_several_challenges_in_one_value_and_across_values() {
-        let c = parse_challenges([r#"Basic realm="quay.io", Bearer realm="https://quay.io/v2/auth",service="quay.io""#]);
+        let c = parse_challenges([
+            r#"Basic realm="quay.io", Bearer realm="https://quay.io/v2/auth",service="quay.io""#,
+        ]);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].scheme, "basic");
         assert_eq!(c[0].param("realm"), Some("quay.io"));
         assert_eq!(c[1].scheme, "bearer");
         assert_eq!(c[1].param("service"), Some("quay.io"));
-        let c = parse_challenges(["Basic realm=x", "Bearer realm=\"y\", error=\"insufficient_scope\""]);
+        let c = parse_challenges([
+            "Basic realm=x",
+            "Bearer realm=\"y\", error=\"insufficient_scope\"",
+        ]);
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].param("error"), Some("insufficient_scope"));
         assert_eq!(parse_challenges(["Negotiate"])[0].scheme, "negotiate");
@@ -221,14 +235,32 @@ mod tests {
     #[test]
     fn credentials_go_only_to_related_realms() {
         let hub = upstream("https://registry-1.docker.io", &[]);
-        assert!(realm_allowed(&hub, &Url::parse("https://auth.docker.io/token").unwrap()));
-        assert!(!realm_allowed(&hub, &Url::parse("https://evil.example/token").unwrap()));
-        assert!(!realm_allowed(&hub, &Url::parse("https://docker.io.evil.example/t").unwrap()));
+        assert!(realm_allowed(
+            &hub,
+            &Url::parse("https://auth.docker.io/token").unwrap()
+        ));
+        assert!(!realm_allowed(
+            &hub,
+            &Url::parse("https://evil.example/token").unwrap()
+        ));
+        assert!(!realm_allowed(
+            &hub,
+            &Url::parse("https://docker.io.evil.example/t").unwrap()
+        ));
         let local = upstream("http://127.0.0.1:5001", &[]);
-        assert!(realm_allowed(&local, &Url::parse("http://127.0.0.1:6000/token").unwrap()));
-        assert!(!realm_allowed(&local, &Url::parse("http://127.0.0.2:6000/token").unwrap()));
+        assert!(realm_allowed(
+            &local,
+            &Url::parse("http://127.0.0.1:6000/token").unwrap()
+        ));
+        assert!(!realm_allowed(
+            &local,
+            &Url::parse("http://127.0.0.2:6000/token").unwrap()
+        ));
         let listed = upstream("https://r.example", &["auth.other.example"]);
-        assert!(realm_allowed(&listed, &Url::parse("https://auth.other.example/t").unwrap()));
+        assert!(realm_allowed(
+            &listed,
+            &Url::parse("https://auth.other.example/t").unwrap()
+        ));
     }
 
     #[test]

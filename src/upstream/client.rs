@@ -82,7 +82,8 @@ impl UpstreamClient {
             if let Some(auth) = auth {
                 request = request.header(AUTHORIZATION, auth);
             }
-            let outcome = tokio::time::timeout(self.settings.first_byte_timeout(), request.send()).await;
+            let outcome =
+                tokio::time::timeout(self.settings.first_byte_timeout(), request.send()).await;
             let response = match outcome {
                 Err(_) if !last => {
                     tracing::warn!(upstream = %up.host, attempt, "upstream timed out; retrying");
@@ -128,7 +129,9 @@ impl UpstreamClient {
             if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && !last {
                 let wait = retry_after(response.headers());
                 match wait {
-                    Some(w) if w > Duration::from_secs(self.settings.max_retry_after_seconds) => return Ok(response),
+                    Some(w) if w > Duration::from_secs(self.settings.max_retry_after_seconds) => {
+                        return Ok(response)
+                    }
                     Some(w) => tokio::time::sleep(w).await,
                     None => sleep_backoff(&mut backoff).await,
                 }
@@ -141,7 +144,11 @@ impl UpstreamClient {
 
     /// The `Authorization` value for a request: a cached token, a new token when the upstream is
     /// known to want one, Basic when it asked for Basic, or nothing (anonymous first try).
-    async fn authorization(&self, up: &Upstream, scope: &str) -> Result<Option<HeaderValue>, UpstreamError> {
+    async fn authorization(
+        &self,
+        up: &Upstream,
+        scope: &str,
+    ) -> Result<Option<HeaderValue>, UpstreamError> {
         if let Some(t) = self.tokens.get(&up.host, scope) {
             return Ok(Some(bearer(t.expose())));
         }
@@ -153,12 +160,20 @@ impl UpstreamClient {
                 let token = self.fetch_token(up, &challenge, scope).await?;
                 Ok(Some(bearer(&token)))
             }
-            "basic" => Ok(up.credentials.as_ref().map(|c| basic(&c.username, c.password.expose()))),
+            "basic" => Ok(up
+                .credentials
+                .as_ref()
+                .map(|c| basic(&c.username, c.password.expose()))),
             _ => Ok(None),
         }
     }
 
-    async fn fetch_token(&self, up: &Upstream, challenge: &Challenge, scope: &str) -> Result<String, UpstreamError> {
+    async fn fetch_token(
+        &self,
+        up: &Upstream,
+        challenge: &Challenge,
+        scope: &str,
+    ) -> Result<String, UpstreamError> {
         let auth_err = |reason: String| UpstreamError::Auth {
             host: up.host.clone(),
             reason,
@@ -219,7 +234,8 @@ fn pick_challenge(challenges: &[Challenge], up: &Upstream) -> Option<Challenge> 
 }
 
 fn bearer(token: &str) -> HeaderValue {
-    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or(HeaderValue::from_static(""));
+    let mut v =
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or(HeaderValue::from_static(""));
     v.set_sensitive(true);
     v
 }
@@ -227,7 +243,8 @@ fn bearer(token: &str) -> HeaderValue {
 fn basic(user: &str, password: &str) -> HeaderValue {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let mut v = HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static(""));
+    let mut v =
+        HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static(""));
     v.set_sensitive(true);
     v
 }
@@ -244,7 +261,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// An error with its causes, which is where reqwest keeps the useful part ("connection refused").
@@ -272,9 +292,15 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         let later = std::time::SystemTime::now() + Duration::from_secs(100);
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap());
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(95) && d <= Duration::from_secs(100), "{d:?}");
+        assert!(
+            d > Duration::from_secs(95) && d <= Duration::from_secs(100),
+            "{d:?}"
+        );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }

@@ -72,7 +72,11 @@ impl Upstreams {
                 host: host.clone(),
                 base,
                 credentials: up.credentials()?,
-                auth_hosts: up.auth_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                auth_hosts: up
+                    .auth_hosts
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
                 official_prefix: names.iter().any(|n| DOCKER_HUB_NAMES.contains(&n.as_str())),
             });
             for name in names {
@@ -158,37 +162,78 @@ mod tests {
 
     #[test]
     fn default_upstream_gets_library_prefix() {
-        assert_eq!(route("nginx", None), ("docker.io".into(), "library/nginx".into()));
-        assert_eq!(route("user/repo", None), ("docker.io".into(), "user/repo".into()));
+        assert_eq!(
+            route("nginx", None),
+            ("docker.io".into(), "library/nginx".into())
+        );
+        assert_eq!(
+            route("user/repo", None),
+            ("docker.io".into(), "user/repo".into())
+        );
     }
 
     #[test]
     fn host_prefix_routes_and_is_stripped() {
-        assert_eq!(route("ghcr.io/owner/img", None), ("ghcr.io".into(), "owner/img".into()));
-        assert_eq!(route("docker.io/nginx", None), ("docker.io".into(), "library/nginx".into()));
-        assert_eq!(route("localhost:5001/a/b", None), ("localhost:5001".into(), "a/b".into()));
+        assert_eq!(
+            route("ghcr.io/owner/img", None),
+            ("ghcr.io".into(), "owner/img".into())
+        );
+        assert_eq!(
+            route("docker.io/nginx", None),
+            ("docker.io".into(), "library/nginx".into())
+        );
+        assert_eq!(
+            route("localhost:5001/a/b", None),
+            ("localhost:5001".into(), "a/b".into())
+        );
     }
 
     #[test]
     fn ns_parameter_routes_case_insensitively() {
-        assert_eq!(route("owner/img", Some("GHCR.io")), ("ghcr.io".into(), "owner/img".into()));
-        assert_eq!(route("library/nginx", Some("docker.io")), ("docker.io".into(), "library/nginx".into()));
-        assert_eq!(route("alpine", Some("index.docker.io")), ("docker.io".into(), "library/alpine".into()));
+        assert_eq!(
+            route("owner/img", Some("GHCR.io")),
+            ("ghcr.io".into(), "owner/img".into())
+        );
+        assert_eq!(
+            route("library/nginx", Some("docker.io")),
+            ("docker.io".into(), "library/nginx".into())
+        );
+        assert_eq!(
+            route("alpine", Some("index.docker.io")),
+            ("docker.io".into(), "library/alpine".into())
+        );
     }
 
     #[test]
     fn unconfigured_hosts_are_refused() {
         let u = upstreams();
-        assert!(matches!(u.route("a/b", Some("evil.example")), Err(RouteError::NotConfigured(h)) if h == "evil.example"));
-        assert!(matches!(u.route("evil.example/a/b", None), Err(RouteError::NotConfigured(_))));
-        assert!(matches!(u.route("localhost/a", None), Err(RouteError::NotConfigured(_))));
-        assert!(matches!(u.route("127.0.0.1:9/a", None), Err(RouteError::NotConfigured(_))));
+        assert!(
+            matches!(u.route("a/b", Some("evil.example")), Err(RouteError::NotConfigured(h)) if h == "evil.example")
+        );
+        assert!(matches!(
+            u.route("evil.example/a/b", None),
+            Err(RouteError::NotConfigured(_))
+        ));
+        assert!(matches!(
+            u.route("localhost/a", None),
+            Err(RouteError::NotConfigured(_))
+        ));
+        assert!(matches!(
+            u.route("127.0.0.1:9/a", None),
+            Err(RouteError::NotConfigured(_))
+        ));
     }
 
     #[test]
     fn invalid_names_are_errors() {
-        assert!(matches!(upstreams().route("Bad/Name", None), Err(RouteError::Name(_))));
-        assert!(matches!(upstreams().route("ghcr.io/UP", None), Err(RouteError::Name(_))));
+        assert!(matches!(
+            upstreams().route("Bad/Name", None),
+            Err(RouteError::Name(_))
+        ));
+        assert!(matches!(
+            upstreams().route("ghcr.io/UP", None),
+            Err(RouteError::Name(_))
+        ));
     }
 
     #[test]

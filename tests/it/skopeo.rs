@@ -6,7 +6,11 @@ use crate::common::*;
 /// A multi-layer image: gzip layers, a zstd layer, an uncompressed layer and an empty layer.
 fn mixed_image() -> Image {
     Image::new()
-        .layer(Layer::new(Compression::Gzip).file("etc/os-release", "ID=fixture\n").exec("bin/tool", "#!/bin/sh\necho tool\n"))
+        .layer(
+            Layer::new(Compression::Gzip)
+                .file("etc/os-release", "ID=fixture\n")
+                .exec("bin/tool", "#!/bin/sh\necho tool\n"),
+        )
         .layer(Layer::new(Compression::Gzip).random_file("opt/data.bin", 300_000, 1))
         .layer(Layer::new(Compression::Zstd).file("usr/share/doc/readme", "zstd layer\n"))
         .layer(Layer::new(Compression::None).file("srv/plain.txt", "uncompressed layer\n"))
@@ -30,13 +34,21 @@ fn fixture() -> Fixture {
         "multi",
         &[
             Image::new().layer(Layer::new(Compression::Gzip).file("arch", "amd64\n")),
-            Image::new().platform("linux", "arm64").layer(Layer::new(Compression::Gzip).file("arch", "arm64\n")),
+            Image::new()
+                .platform("linux", "arm64")
+                .layer(Layer::new(Compression::Gzip).file("arch", "arm64\n")),
         ],
     );
     upstream.push(layout.path(), "mixed", "library/mixed", "v1");
     upstream.push(layout.path(), "mixed", "someuser/app", "v1");
     upstream.push(layout.path(), "multi", "library/multi", "v1");
-    Fixture { upstream, layout, mixed, index_digest, children }
+    Fixture {
+        upstream,
+        layout,
+        mixed,
+        index_digest,
+        children,
+    }
 }
 
 fn pull(src: &str, extra: &[&str]) -> Result<tempfile::TempDir, String> {
@@ -55,7 +67,11 @@ fn assert_same_blobs(source: &std::path::Path, pulled: &std::path::Path, expect_
     let got = layout_blobs(pulled);
     assert!(got.len() >= expect_at_least, "pulled {} blobs", got.len());
     for (name, bytes) in &got {
-        assert_eq!(src.get(name), Some(bytes), "blob {name} differs from the pushed one");
+        assert_eq!(
+            src.get(name),
+            Some(bytes),
+            "blob {name} differs from the pushed one"
+        );
     }
 }
 
@@ -63,7 +79,10 @@ fn assert_same_blobs(source: &std::path::Path, pulled: &std::path::Path, expect_
 fn skopeo_pulls_official_and_user_images_by_path_byte_for_byte() {
     let f = fixture();
     let p = Portcullis::for_upstream(&f.upstream);
-    for src in [format!("docker://{}/mixed:v1", p.addr), format!("docker://{}/someuser/app:v1", p.addr)] {
+    for src in [
+        format!("docker://{}/mixed:v1", p.addr),
+        format!("docker://{}/someuser/app:v1", p.addr),
+    ] {
         let out = pull(&src, &[]).unwrap_or_else(|e| panic!("{src}: {e}"));
         // manifest + config + 5 layers
         assert_same_blobs(f.layout.path(), out.path(), 7);
@@ -75,9 +94,17 @@ fn skopeo_pulls_official_and_user_images_by_path_byte_for_byte() {
 fn skopeo_pulls_by_host_prefix_and_by_digest() {
     let f = fixture();
     let p = Portcullis::for_upstream(&f.upstream);
-    let out = pull(&format!("docker://{}/docker.io/library/mixed:v1", p.addr), &[]).unwrap();
+    let out = pull(
+        &format!("docker://{}/docker.io/library/mixed:v1", p.addr),
+        &[],
+    )
+    .unwrap();
     assert_same_blobs(f.layout.path(), out.path(), 7);
-    let out = pull(&format!("docker://{}/mixed@{}", p.addr, f.mixed.manifest_digest), &[]).unwrap();
+    let out = pull(
+        &format!("docker://{}/mixed@{}", p.addr, f.mixed.manifest_digest),
+        &[],
+    )
+    .unwrap();
     assert_same_blobs(f.layout.path(), out.path(), 7);
 }
 
@@ -86,9 +113,17 @@ fn multi_arch_index_gives_each_platform_its_manifest() {
     let f = fixture();
     let p = Portcullis::for_upstream(&f.upstream);
     for (arch, child) in [("amd64", &f.children[0]), ("arm64", &f.children[1])] {
-        let out = pull(&format!("docker://{}/multi:v1", p.addr), &["--override-arch", arch, "--override-os", "linux"]).unwrap();
+        let out = pull(
+            &format!("docker://{}/multi:v1", p.addr),
+            &["--override-arch", arch, "--override-os", "linux"],
+        )
+        .unwrap();
         let blobs = layout_blobs(out.path());
-        assert!(blobs.contains_key(&child.manifest_digest), "{arch}: got {:?}", blobs.keys());
+        assert!(
+            blobs.contains_key(&child.manifest_digest),
+            "{arch}: got {:?}",
+            blobs.keys()
+        );
         assert!(blobs.contains_key(&child.layer_digests[0]));
     }
     // --all copies the index itself, unchanged.
@@ -104,12 +139,21 @@ fn manifests_and_blobs_carry_exact_headers_on_head_and_get() {
     let url = format!("{}/v2/mixed/manifests/v1", p.url());
     for head in [true, false] {
         let req = if head { c.head(&url) } else { c.get(&url) };
-        let r = req.header("Accept", "application/vnd.oci.image.manifest.v1+json").send().unwrap();
+        let r = req
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200);
         let h = r.headers().clone();
-        assert_eq!(h["content-type"], "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            h["content-type"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
         assert_eq!(h["docker-content-digest"], f.mixed.manifest_digest.as_str());
-        assert_eq!(h["content-length"], f.mixed.manifest.len().to_string().as_str());
+        assert_eq!(
+            h["content-length"],
+            f.mixed.manifest.len().to_string().as_str()
+        );
         assert_eq!(h["docker-distribution-api-version"], "registry/2.0");
         let body = r.bytes().unwrap();
         if head {
@@ -138,9 +182,16 @@ fn blob_ranges_are_served_from_the_verified_stream() {
     let whole = layout_blobs(f.layout.path())[layer].clone();
     let url = format!("{}/v2/mixed/blobs/{layer}", p.url());
     let c = http();
-    let r = c.get(&url).header("Range", "bytes=100-1099").send().unwrap();
+    let r = c
+        .get(&url)
+        .header("Range", "bytes=100-1099")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 206);
-    assert_eq!(r.headers()["content-range"], format!("bytes 100-1099/{}", whole.len()).as_str());
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 100-1099/{}", whole.len()).as_str()
+    );
     assert_eq!(r.bytes().unwrap().as_ref(), &whole[100..1100]);
     let r = c.get(&url).header("Range", "bytes=-10").send().unwrap();
     assert_eq!(r.status(), 206);
@@ -149,29 +200,49 @@ fn blob_ranges_are_served_from_the_verified_stream() {
     let r = c.get(&url).header("Range", "bytes=0-1,5-6").send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().len(), whole.len());
-    let r = c.get(&url).header("Range", format!("bytes={}-", whole.len() + 5)).send().unwrap();
+    let r = c
+        .get(&url)
+        .header("Range", format!("bytes={}-", whole.len() + 5))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 416);
-    assert_eq!(r.headers()["content-range"], format!("bytes */{}", whole.len()).as_str());
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{}", whole.len()).as_str()
+    );
 }
 
 #[test]
 fn tag_lists_paginate_with_links_back_to_the_proxy() {
     let f = fixture();
     for t in ["v2", "v3"] {
-        f.upstream.push(f.layout.path(), "mixed", "library/mixed", t);
+        f.upstream
+            .push(f.layout.path(), "mixed", "library/mixed", t);
     }
     let p = Portcullis::for_upstream(&f.upstream);
     let c = http();
-    let r = c.get(format!("{}/v2/mixed/tags/list", p.url())).send().unwrap();
+    let r = c
+        .get(format!("{}/v2/mixed/tags/list", p.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["tags"], serde_json::json!(["v1", "v2", "v3"]));
-    let r = c.get(format!("{}/v2/docker.io/mixed/tags/list?n=2", p.url())).send().unwrap();
+    let r = c
+        .get(format!("{}/v2/docker.io/mixed/tags/list?n=2", p.url()))
+        .send()
+        .unwrap();
     let link = r.headers()["link"].to_str().unwrap().to_string();
-    assert_eq!(link, "</v2/docker.io/mixed/tags/list?n=2&last=v2>; rel=\"next\"");
+    assert_eq!(
+        link,
+        "</v2/docker.io/mixed/tags/list?n=2&last=v2>; rel=\"next\""
+    );
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["tags"], serde_json::json!(["v1", "v2"]));
-    let r = c.get(format!("{}/v2/mixed/tags/list?n=2&last=v2", p.url())).send().unwrap();
+    let r = c
+        .get(format!("{}/v2/mixed/tags/list?n=2&last=v2", p.url()))
+        .send()
+        .unwrap();
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["tags"], serde_json::json!(["v3"]));
 }

@@ -31,7 +31,10 @@ pub struct Layer {
 
 impl Layer {
     pub fn new(compression: Compression) -> Layer {
-        Layer { files: Vec::new(), compression }
+        Layer {
+            files: Vec::new(),
+            compression,
+        }
     }
 
     /// A regular file, mode 0644.
@@ -98,7 +101,10 @@ pub struct Platform {
 
 impl Platform {
     pub fn new(os: &str, arch: &str) -> Platform {
-        Platform { os: os.into(), arch: arch.into() }
+        Platform {
+            os: os.into(),
+            arch: arch.into(),
+        }
     }
 }
 
@@ -176,12 +182,18 @@ impl Image {
             diff_ids.push(super::sha256(&tar));
             let d = put_blob(layout, &blob);
             size += blob.len() as u64;
-            layer_descs.push(json!({"mediaType": l.compression.media_type(), "digest": d, "size": blob.len()}));
+            layer_descs.push(
+                json!({"mediaType": l.compression.media_type(), "digest": d, "size": blob.len()}),
+            );
             layer_digests.push(d);
         }
         let mut history = self.history.clone();
         if history.is_empty() {
-            history = self.layers.iter().map(|_| json!({"created_by": "portcullis fixture"})).collect();
+            history = self
+                .layers
+                .iter()
+                .map(|_| json!({"created_by": "portcullis fixture"}))
+                .collect();
         }
         let config = json!({
             "architecture": self.platform.arch,
@@ -212,7 +224,13 @@ impl Image {
                        "annotations": {"org.opencontainers.image.ref.name": tag}}),
             );
         }
-        Written { manifest_digest, manifest, config_digest, layer_digests, size: size + config_bytes.len() as u64 }
+        Written {
+            manifest_digest,
+            manifest,
+            config_digest,
+            layer_digests,
+            size: size + config_bytes.len() as u64,
+        }
     }
 }
 
@@ -248,7 +266,11 @@ fn init_layout(layout: &Path) {
     let marker = layout.join("oci-layout");
     if !marker.exists() {
         std::fs::write(marker, r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        std::fs::write(layout.join("index.json"), r#"{"schemaVersion":2,"manifests":[]}"#).unwrap();
+        std::fs::write(
+            layout.join("index.json"),
+            r#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
     }
 }
 

@@ -34,7 +34,11 @@ impl Drop for Proc {
 /// A port that was free a moment ago. Only for programs that cannot report the port they picked
 /// (docker-registry); the tiny race is accepted for those.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
@@ -97,11 +101,19 @@ impl Registry {
             .spawn()
             .expect("docker-registry is installed (.ci/run installs it)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let proc_ = Proc { child, name: "docker-registry" };
+        let proc_ = Proc {
+            child,
+            name: "docker-registry",
+        };
         wait_for("docker-registry to listen", Duration::from_secs(20), || {
             http().get(format!("http://{addr}/v2/")).send().ok()
         });
-        Registry { addr, dir, log, _proc: proc_ }
+        Registry {
+            addr,
+            dir,
+            log,
+            _proc: proc_,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -160,7 +172,14 @@ impl Portcullis {
         let log = dir.path().join("portcullis.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(PORTCULLIS)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .args(args)
             .envs(env.iter().copied())
@@ -169,15 +188,27 @@ impl Portcullis {
             .stderr(out)
             .spawn()
             .unwrap();
-        let proc_ = Proc { child, name: "portcullis" };
+        let proc_ = Proc {
+            child,
+            name: "portcullis",
+        };
         let addr = wait_for("portcullis to listen", Duration::from_secs(20), || {
             let f = std::fs::File::open(&log).ok()?;
-            BufReader::new(f).lines().map_while(Result::ok).find_map(|line| {
-                let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-                (v["message"] == "portcullis listening").then(|| v["addr"].as_str()?.parse().ok())?
-            })
+            BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|line| {
+                    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+                    (v["message"] == "portcullis listening")
+                        .then(|| v["addr"].as_str()?.parse().ok())?
+                })
         });
-        Portcullis { addr, dir, log, proc_ }
+        Portcullis {
+            addr,
+            dir,
+            log,
+            proc_,
+        }
     }
 
     /// Starts portcullis with `docker.io` (the default) pointing at `upstream`.
@@ -230,7 +261,11 @@ pub fn layout_blobs(layout: &Path) -> std::collections::BTreeMap<String, Vec<u8>
         for f in std::fs::read_dir(alg.path()).unwrap() {
             let f = f.unwrap();
             out.insert(
-                format!("{}:{}", alg.file_name().to_string_lossy(), f.file_name().to_string_lossy()),
+                format!(
+                    "{}:{}",
+                    alg.file_name().to_string_lossy(),
+                    f.file_name().to_string_lossy()
+                ),
                 std::fs::read(f.path()).unwrap(),
             );
         }
