@@ -154,6 +154,16 @@ pub fn parse_address(address: &[u8]) -> Option<WalletKind> {
 }
 
 /// Original Keccak-256 (the pre-SHA3 padding Monero uses).
+/// Whether `text` is exactly one valid Monero address (any network).
+pub fn validate_monero(text: &str) -> bool {
+    parse_address(text.trim().as_bytes()).is_some()
+}
+
+/// A pool `user` field without its worker, difficulty or password suffix (`.w1`, `+5000`, `:x`).
+pub fn strip_worker_suffix(user: &str) -> &str {
+    user.split(['.', '+', ':']).next().unwrap_or(user).trim()
+}
+
 pub fn keccak256(data: &[u8]) -> [u8; 32] {
     let mut hasher = Keccak::v256();
     hasher.update(data);
@@ -231,6 +241,16 @@ pub(crate) mod tests {
         }
         out.truncate(len);
         out
+    }
+
+    /// An address with network byte `tag` and `payload` bytes of keys (64, or 72 with a payment
+    /// id), made from `seed`, with a correct checksum.
+    pub(crate) fn made_up_address(tag: u8, seed: u8, payload: usize) -> String {
+        let mut data = vec![tag];
+        data.extend((0..payload).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+        let sum = keccak256(&data);
+        data.extend_from_slice(&sum[..CHECKSUM_LEN]);
+        encode_base58(&data)
     }
 
     /// An address of `kind` with random keys (and payment id) and a correct checksum.

@@ -123,14 +123,16 @@ impl Policy {
         Ok(Policy { config, scopes })
     }
 
-    /// The decision and score for a set of findings. Reputation findings raise scrutiny but never
-    /// block alone: they count at most as much as the other evidence.
+    /// The decision and score for a set of findings ([`crate::inspect::total_score`]). Reputation
+    /// findings raise scrutiny but never block alone: they count at most as much as the rest.
     pub fn decide(&self, findings: &[Finding]) -> (Decision, f64) {
         let (reputation, other): (Vec<&Finding>, Vec<&Finding>) = findings
             .iter()
             .partition(|f| f.category == Category::Reputation);
-        let other_score: f64 = other.iter().map(|f| f.score).sum();
-        let reputation_score: f64 = reputation.iter().map(|f| f.score).sum();
+        let other: Vec<Finding> = other.into_iter().cloned().collect();
+        let reputation: Vec<Finding> = reputation.into_iter().cloned().collect();
+        let other_score = crate::inspect::total_score(&other);
+        let reputation_score = crate::inspect::total_score(&reputation);
         let score = other_score + reputation_score.min(other_score);
         let decision = if score >= self.config.block_score {
             Decision::Block
@@ -159,7 +161,7 @@ mod tests {
 
     fn finding(category: Category, score: f64) -> Finding {
         Finding {
-            rule: "t".into(),
+            rule: format!("{category:?}"),
             category,
             severity: Severity::High,
             place: Place::File,

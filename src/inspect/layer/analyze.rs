@@ -1,0 +1,761 @@
+//! Per-file analysis: the tar parser's sink. Every regular file's content runs through the
+//! content automaton (carrying `max_literal_len - 1` bytes across slice boundaries, so a literal
+//! split between two slices is found exactly once); a bounded prefix of the file is kept for the
+//! analyzers that need bytes (ELF header and entropy, shebang, regexes, XMRig JSON). When a file
+//! ends, its hits are judged against the rules and turned into findings.
+
+use super::tar::{Entry, Kind, TarSink};
+use super::{elf, xmrig, Limits};
+use crate::inspect::rules::{Hit, Matcher, Rule, RuleSet, Scope};
+use crate::inspect::{cut, wallet, Category, Evidence, Finding, Place};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+/// Bytes of a file looked at before deciding how to treat it (type sniffing).
+const HEAD: usize = 512;
+/// Entropy above which an ELF without section headers counts as packed.
+const PACKED_ENTROPY: f64 = 7.2;
+/// The least prefix that makes an entropy figure meaningful.
+const ENTROPY_MIN_BYTES: usize = 4096;
+
+/// How the layer inspector treats a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Literals/regexes, in any file (`min_distinct` of them).
+    Content,
+    /// Has `paths`: its literals/regexes count only in files there; with none, any non-empty
+    /// regular file there fires it.
+    Path,
+    /// Literals/regexes that count only in scripts.
+    Script,
+    /// Literals/regexes that count only in ELF files (binary signatures).
+    Elf,
+    /// An executable at one of its `paths`.
+    Executable,
+    Wallet,
+    XmrigConfig,
+    Upx,
+    UpxTampered,
+    PackedElf,
+    PathTraversal,
+    Bomb,
+    /// Not a layer rule (other scopes, or a detector another inspector implements).
+    Ignored,
+}
+
+impl Role {
+    fn of(rule: &Rule) -> Role {
+        match rule.detector.as_deref() {
+            Some("script") => Role::Script,
+            Some("elf") => Role::Elf,
+            Some("executable") => Role::Executable,
+            Some("monero-wallet") if rule.scopes.contains(&Scope::Content) => Role::Wallet,
+            Some("xmrig-config") => Role::XmrigConfig,
+            Some("upx") => Role::Upx,
+            Some("upx-tampered") => Role::UpxTampered,
+            Some("packed-elf") => Role::PackedElf,
+            Some("path-traversal") => Role::PathTraversal,
+            Some("decompression-bomb") => Role::Bomb,
+            Some(_) => Role::Ignored,
+            None if !rule.paths.is_empty() => Role::Path,
+            None if rule.scopes.contains(&Scope::Content) => Role::Content,
+            None => Role::Ignored,
+        }
+    }
+}
+
+/// The UPX markers the `upx`/`upx-tampered` rules give as literals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpxMark {
+    Magic,
+    Info,
+    Section,
+    Stub,
+}
+
+impl UpxMark {
+    fn of(literal: &str) -> UpxMark {
+        if literal.eq_ignore_ascii_case("UPX!") {
+            UpxMark::Magic
+        } else if literal.starts_with("$Info:") {
+            UpxMark::Info
+        } else if literal.eq_ignore_ascii_case("UPX0") || literal.eq_ignore_ascii_case("UPX1") {
+            UpxMark::Section
+        } else {
+            UpxMark::Stub
+        }
+    }
+}
+
+/// The rule pack seen from the layer inspector, derived once per rule set.
+pub(crate) struct LayerRules {
+    pub set: Arc<RuleSet>,
+    roles: Vec<Role>,
+    /// First global pattern number of each rule (its literals, then its regexes).
+    base: Vec<usize>,
+    patterns: usize,
+    /// UPX marker of each global pattern number, for the UPX rules' literals.
+    upx: Vec<Option<UpxMark>>,
+    /// The rule behind each layer-level detector.
+    traversal: Option<usize>,
+    pub bomb: Option<usize>,
+    xmrig: Option<usize>,
+    wallet: Option<usize>,
+    upx_rule: Option<usize>,
+    upx_tampered: Option<usize>,
+    packed: Option<usize>,
+}
+
+impl LayerRules {
+    pub fn new(set: Arc<RuleSet>) -> LayerRules {
+        let roles: Vec<Role> = set.rules.iter().map(Role::of).collect();
+        let mut base = Vec::with_capacity(set.rules.len());
+        let mut upx = Vec::new();
+        let mut patterns = 0;
+        for (rule, role) in set.rules.iter().zip(&roles) {
+            base.push(patterns);
+            patterns += rule.literals.len() + rule.regexes.len();
+            let upx_rule = matches!(role, Role::Upx | Role::UpxTampered);
+            upx.extend(
+                rule.literals
+                    .iter()
+                    .map(|l| upx_rule.then(|| UpxMark::of(l))),
+            );
+            upx.extend(rule.regexes.iter().map(|_| None));
+        }
+        let find = |want: Role| roles.iter().position(|r| *r == want);
+        LayerRules {
+            traversal: find(Role::PathTraversal),
+            bomb: find(Role::Bomb),
+            xmrig: find(Role::XmrigConfig),
+            wallet: find(Role::Wallet),
+            upx_rule: find(Role::Upx),
+            upx_tampered: find(Role::UpxTampered),
+            packed: find(Role::PackedElf),
+            set,
+            roles,
+            base,
+            patterns,
+            upx,
+        }
+    }
+
+    fn content(&self) -> &Matcher {
+        self.set.matcher(Scope::Content)
+    }
+}
+
+/// One distinct (rule, pattern) seen in the current file, with its first place.
+#[derive(Debug, Clone)]
+struct FileHit {
+    rule: usize,
+    pattern: usize,
+    offset: u64,
+    text: String,
+}
+
+/// The hits of the current file and the overlap carried between its slices.
+struct Hits {
+    overlap: usize,
+    tail: Vec<u8>,
+    joint: Vec<u8>,
+    seen: Vec<u64>,
+    list: Vec<FileHit>,
+}
+
+impl Hits {
+    fn reset(&mut self) {
+        self.list.clear();
+        self.seen.fill(0);
+        self.tail.clear();
+    }
+
+    fn record(&mut self, rules: &LayerRules, hit: Hit, offset: u64, text: &[u8]) {
+        let g = rules.base[hit.rule] + hit.pattern;
+        let (word, bit) = (g / 64, 1u64 << (g % 64));
+        if self.seen[word] & bit != 0 {
+            return;
+        }
+        self.seen[word] |= bit;
+        self.list.push(FileHit {
+            rule: hit.rule,
+            pattern: hit.pattern,
+            offset,
+            text: cut(&String::from_utf8_lossy(text)),
+        });
+    }
+
+    /// Scans the next `slice` of the file, which starts at file offset `at`.
+    fn scan(&mut self, rules: &LayerRules, slice: &[u8], at: u64) {
+        let matcher = rules.content();
+        if self.overlap == 0 || slice.is_empty() {
+            return;
+        }
+        if !self.tail.is_empty() {
+            // Only matches that start in the tail and end in this slice: the rest are found by
+            // the scan of the slice (or were found by the previous one).
+            let mut joint = std::mem::take(&mut self.joint);
+            joint.clear();
+            joint.extend_from_slice(&self.tail);
+            joint.extend_from_slice(&slice[..slice.len().min(self.overlap)]);
+            let t = self.tail.len();
+            let joint_at = at - t as u64;
+            matcher.literal_hits(&joint, |h| {
+                if h.start < t && h.end > t {
+                    self.record(rules, h, joint_at + h.start as u64, &joint[h.start..h.end]);
+                }
+            });
+            self.joint = joint;
+        }
+        matcher.literal_hits(slice, |h| {
+            self.record(rules, h, at + h.start as u64, &slice[h.start..h.end])
+        });
+        if slice.len() >= self.overlap {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&slice[slice.len() - self.overlap..]);
+        } else {
+            self.tail.extend_from_slice(slice);
+            let excess = self.tail.len().saturating_sub(self.overlap);
+            self.tail.drain(..excess);
+        }
+    }
+}
+
+/// The regular file being read.
+struct FileState {
+    /// Normalised: no leading `./` or `/`.
+    path: String,
+    mode: u32,
+    size: u64,
+    /// Bytes received so far.
+    received: u64,
+    docs: bool,
+    configish: bool,
+    json: bool,
+    path_rules: Vec<usize>,
+    decided: bool,
+    scan: bool,
+    keep: usize,
+    is_elf: bool,
+    is_script: bool,
+}
+
+/// The tar sink that turns files into findings.
+pub(crate) struct Analyzer {
+    rules: Arc<LayerRules>,
+    limits: Limits,
+    layer: Option<String>,
+    file: Option<FileState>,
+    head: Vec<u8>,
+    hits: Hits,
+    pub findings: Vec<Finding>,
+    /// Findings left out because the cap was reached (lowest scores go first).
+    pub dropped: u64,
+    /// Bumped whenever `findings` changes.
+    pub version: u64,
+    pub files: u64,
+    pub executables: Vec<String>,
+    exec_hashes: HashSet<u64>,
+    hasher: RandomState,
+}
+
+impl Analyzer {
+    pub fn new(rules: Arc<LayerRules>, limits: Limits, layer: Option<String>) -> Analyzer {
+        let overlap = rules.content().max_literal_len.saturating_sub(1);
+        let words = rules.patterns.div_ceil(64).max(1);
+        Analyzer {
+            hits: Hits {
+                overlap: overlap.max(usize::from(rules.content().max_literal_len > 0)),
+                tail: Vec::with_capacity(overlap),
+                joint: Vec::with_capacity(2 * overlap),
+                seen: vec![0; words],
+                list: Vec::new(),
+            },
+            rules,
+            limits,
+            layer,
+            file: None,
+            head: Vec::new(),
+            findings: Vec::new(),
+            dropped: 0,
+            version: 0,
+            files: 0,
+            executables: Vec::new(),
+            exec_hashes: HashSet::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    pub fn bomb_rule(&self) -> Option<usize> {
+        self.rules.bomb
+    }
+
+    /// Running total, as [`super::LayerReport::score`] computes it.
+    pub fn score(&self) -> f64 {
+        super::score(&self.findings)
+    }
+
+    /// A file left open when the stream stopped: judge what was seen of it.
+    pub fn close(&mut self) {
+        if self.file.is_some() {
+            self.finish_file();
+        }
+    }
+
+    /// Adds a finding: one per (rule, path), at most `max_findings`, keeping the highest scores.
+    pub fn emit(
+        &mut self,
+        rule: usize,
+        place: Place,
+        path: Option<String>,
+        offset: Option<u64>,
+        matched: String,
+    ) {
+        let r = &self.rules.set.rules[rule];
+        let finding = Finding {
+            rule: r.id.clone(),
+            category: r.category,
+            severity: r.severity,
+            place,
+            score: r.weight * place.multiplier(),
+            message: r.description.clone(),
+            evidence: Evidence {
+                layer: self.layer.clone(),
+                path,
+                offset,
+                field: None,
+                matched: cut(&matched),
+            },
+        };
+        if let Some(old) = self
+            .findings
+            .iter_mut()
+            .find(|f| f.rule == finding.rule && f.evidence.path == finding.evidence.path)
+        {
+            if finding.score > old.score {
+                *old = finding;
+                self.version += 1;
+            }
+            return;
+        }
+        if self.findings.len() < self.limits.max_findings {
+            self.findings.push(finding);
+            self.version += 1;
+            return;
+        }
+        self.dropped += 1;
+        let lowest = self
+            .findings
+            .iter_mut()
+            .min_by(|a, b| a.score.total_cmp(&b.score))
+            .filter(|f| f.score < finding.score);
+        if let Some(slot) = lowest {
+            *slot = finding;
+            self.version += 1;
+        }
+    }
+
+    fn add_executable(&mut self, path: &str) {
+        if self.executables.len() >= self.limits.max_executables {
+            return;
+        }
+        let path = abs(path);
+        if self.exec_hashes.insert(self.hasher.hash_one(&path)) {
+            self.executables.push(path);
+        }
+    }
+
+    /// First look at a file: its type from the head bytes, and how much of it to keep.
+    fn decide(&mut self) {
+        let Some(f) = self.file.as_mut() else { return };
+        f.decided = true;
+        let head = &self.head;
+        f.is_elf = head.starts_with(elf::MAGIC);
+        f.is_script = head.starts_with(b"#!") || has_ext(&f.path, &["sh", "bash", "ksh", "zsh"]);
+        f.scan = !compressed(head);
+        f.keep = if !f.scan {
+            0
+        } else if f.json && f.size <= self.limits.max_json as u64 {
+            self.limits.max_json
+        } else {
+            self.limits.prefix
+        };
+        if f.scan {
+            self.hits.scan(&self.rules, &self.head, 0);
+        }
+    }
+
+    fn finish_file(&mut self) {
+        if self.file.as_ref().is_some_and(|f| !f.decided) {
+            self.decide();
+        }
+        let Some(f) = self.file.take() else { return };
+        self.files += 1;
+        let rules = Arc::clone(&self.rules);
+        let executable = f.is_elf || f.is_script || f.mode & 0o111 != 0;
+        let place = if f.docs && !f.is_elf {
+            Place::Docs
+        } else if executable {
+            Place::Executable
+        } else {
+            Place::File
+        };
+        if executable {
+            self.add_executable(&f.path);
+        }
+        let whole = f.received == f.size && self.head.len() as u64 == f.size;
+
+        // Regexes run on the kept prefix of the files they are meant for, never on the stream.
+        let matcher = rules.content();
+        let miner_hint = self
+            .hits
+            .list
+            .iter()
+            .any(|h| rules.set.rules[h.rule].category == Category::Miner);
+        if f.scan
+            && matcher.has_regexes()
+            && (f.is_script || f.configish || !f.path_rules.is_empty() || miner_hint)
+        {
+            for h in matcher.regex_hits(&self.head) {
+                let text = &self.head[h.start..h.end];
+                if rules.roles[h.rule] == Role::Wallet
+                    && !std::str::from_utf8(text).is_ok_and(wallet::validate_monero)
+                {
+                    continue;
+                }
+                self.hits.record(&rules, h, h.start as u64, text);
+            }
+        }
+
+        // Literal and regex rules, by the number of distinct patterns each saw.
+        let mut fired: Vec<usize> = self.hits.list.iter().map(|h| h.rule).collect();
+        fired.sort_unstable();
+        fired.dedup();
+        for r in fired {
+            let applies = match rules.roles[r] {
+                Role::Content | Role::Wallet => true,
+                Role::Path => f.path_rules.contains(&r),
+                Role::Script => f.is_script,
+                Role::Elf => f.is_elf,
+                _ => false,
+            };
+            let mine: Vec<&FileHit> = self.hits.list.iter().filter(|h| h.rule == r).collect();
+            if !applies || mine.len() < rules.set.rules[r].min_distinct {
+                continue;
+            }
+            let offset = mine.iter().map(|h| h.offset).min();
+            let matched = mine
+                .iter()
+                .map(|h| h.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            self.emit(r, place, Some(abs(&f.path)), offset, matched);
+        }
+
+        // Path rules.
+        for &r in &f.path_rules {
+            let rule = &rules.set.rules[r];
+            let fires = match rules.roles[r] {
+                Role::Path => rule.literals.is_empty() && rule.regexes.is_empty() && f.size > 0,
+                Role::Executable => executable && f.size > 0,
+                _ => false,
+            };
+            if fires {
+                let first_line = self.head.split(|&b| b == b'\n').next().unwrap_or_default();
+                self.emit(
+                    r,
+                    place,
+                    Some(abs(&f.path)),
+                    None,
+                    String::from_utf8_lossy(first_line).into_owned(),
+                );
+            }
+        }
+
+        if f.is_elf {
+            self.judge_elf(&f, place);
+        }
+        if let Some(r) = rules.xmrig {
+            let pools = self.hits.list.iter().any(|h| h.rule == r);
+            if pools && whole {
+                if let Some(config) = xmrig::parse(&self.head) {
+                    let matched = format!(
+                        "url {} user {}",
+                        config.url,
+                        config.users.first().map_or("", String::as_str)
+                    );
+                    self.emit(r, place, Some(abs(&f.path)), None, matched);
+                    if let Some(w) = rules.wallet {
+                        for user in &config.users {
+                            let addr = wallet::strip_worker_suffix(user);
+                            if wallet::validate_monero(addr) {
+                                self.emit(w, place, Some(abs(&f.path)), None, addr.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.hits.reset();
+        self.head.clear();
+    }
+
+    fn judge_elf(&mut self, f: &FileState, place: Place) {
+        let rules = Arc::clone(&self.rules);
+        let mut marks = [false; 4];
+        for h in &self.hits.list {
+            if let Some(m) = rules.upx[rules.base[h.rule] + h.pattern] {
+                marks[m as usize] = true;
+            }
+        }
+        let [magic, info, section, stub] = marks;
+        let info_elf = elf::parse(&self.head);
+        if (stub || info) && !magic {
+            if let Some(r) = rules.upx_tampered {
+                let what = if stub {
+                    "UPX stub strings"
+                } else {
+                    "UPX $Info string"
+                };
+                self.emit(
+                    r,
+                    place,
+                    Some(abs(&f.path)),
+                    None,
+                    format!("{what} without the UPX! magic"),
+                );
+                return;
+            }
+        }
+        if magic && (info || section || stub) {
+            if let Some(r) = rules.upx_rule {
+                self.emit(
+                    r,
+                    place,
+                    Some(abs(&f.path)),
+                    None,
+                    "UPX! magic with UPX stub".into(),
+                );
+            }
+            return;
+        }
+        let sample = &self.head[..self.head.len().min(self.limits.prefix)];
+        if let (Some(r), Some(info)) = (rules.packed, info_elf) {
+            if info.shnum == 0 && sample.len() >= ENTROPY_MIN_BYTES {
+                let e = elf::entropy(sample);
+                if e > PACKED_ENTROPY {
+                    self.emit(
+                        r,
+                        place,
+                        Some(abs(&f.path)),
+                        None,
+                        format!("no section headers, entropy {e:.2} bits/byte"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// An entry path as the archive has it (absolute or with `..`).
+    fn traversal(&mut self, path: &str) {
+        if let Some(r) = self.rules.traversal {
+            self.emit(r, Place::File, Some(cut(path)), None, path.to_string());
+        }
+    }
+}
+
+impl TarSink for Analyzer {
+    fn entry(&mut self, e: &Entry<'_>) {
+        if traverses(e.path) || (e.kind == Kind::HardLink && e.link.is_some_and(traverses)) {
+            self.traversal(e.path);
+        }
+        let path = normalize(e.path);
+        match e.kind {
+            Kind::File => {
+                let lower = path.to_ascii_lowercase();
+                self.file = Some(FileState {
+                    docs: is_docs(&lower),
+                    configish: has_ext(&lower, CONFIG_EXTS),
+                    json: lower.ends_with(".json"),
+                    path_rules: self.rules.set.path_rules(&path),
+                    path,
+                    mode: e.mode,
+                    size: e.size,
+                    received: 0,
+                    decided: false,
+                    scan: true,
+                    keep: HEAD,
+                    is_elf: false,
+                    is_script: false,
+                });
+                self.head.clear();
+            }
+            Kind::HardLink => {
+                let target = abs(&normalize(e.link.unwrap_or_default()));
+                if self.exec_hashes.contains(&self.hasher.hash_one(&target)) {
+                    self.add_executable(&path);
+                }
+            }
+            Kind::Symlink | Kind::Dir | Kind::Other => {}
+        }
+    }
+
+    fn data(&mut self, mut chunk: &[u8]) {
+        let Some(f) = self.file.as_mut() else { return };
+        f.received += chunk.len() as u64;
+        if !f.decided {
+            let take = (HEAD - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.head.len() < HEAD {
+                return;
+            }
+            self.decide();
+        }
+        let Some(f) = self.file.as_ref() else { return };
+        let at = f.received - chunk.len() as u64;
+        if self.head.len() < f.keep {
+            let take = (f.keep - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        if f.scan {
+            self.hits.scan(&self.rules, chunk, at);
+        }
+    }
+
+    fn end_file(&mut self) {
+        self.finish_file();
+    }
+}
+
+const CONFIG_EXTS: &[&str] = &[
+    "json", "conf", "cfg", "ini", "txt", "toml", "yaml", "yml", "env", "service", "timer", "py",
+    "pl",
+];
+
+fn abs(path: &str) -> String {
+    format!("/{path}")
+}
+
+/// Layer paths as rules see them: no leading `./` or `/`.
+fn normalize(path: &str) -> String {
+    let mut p = path;
+    loop {
+        let next = p.trim_start_matches("./").trim_start_matches('/');
+        if next.len() == p.len() {
+            break;
+        }
+        p = next;
+    }
+    p.to_string()
+}
+
+/// An absolute path or a `..` component.
+fn traverses(path: &str) -> bool {
+    path.starts_with('/') || path.split('/').any(|c| c == "..")
+}
+
+fn has_ext(path: &str, exts: &[&str]) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.rsplit_once('.').is_some_and(|(stem, ext)| {
+        !stem.is_empty() && exts.iter().any(|e| ext.eq_ignore_ascii_case(e))
+    })
+}
+
+/// Documentation, rule files, tests and signature databases (`path` lowercased, normalised).
+fn is_docs(path: &str) -> bool {
+    if has_ext(
+        path,
+        &[
+            "md", "markdown", "rst", "html", "htm", "yar", "yara", "rules", "cvd", "cld", "cud",
+        ],
+    ) {
+        return true;
+    }
+    if ["usr/share/doc/", "usr/share/man/", "usr/local/share/doc/"]
+        .iter()
+        .any(|d| path.starts_with(d))
+    {
+        return true;
+    }
+    let dirs: Vec<&str> = path.split('/').collect();
+    let dirs = &dirs[..dirs.len().saturating_sub(1)];
+    if dirs.iter().any(|d| *d == "tests" || *d == "test") {
+        return true;
+    }
+    has_ext(path, &["yml", "yaml"])
+        && dirs
+            .iter()
+            .any(|d| matches!(*d, "rules" | "sigma" | "falco" | "yara" | "signatures"))
+}
+
+/// Already-compressed formats: literal rules cannot match inside them, so they are not scanned.
+fn compressed(head: &[u8]) -> bool {
+    const MAGICS: &[&[u8]] = &[
+        b"\x1f\x8b",           // gzip
+        b"\xfd7zXZ\x00",       // xz
+        b"\x28\xb5\x2f\xfd",   // zstd
+        b"\x89PNG\r\n\x1a\n",  // png
+        b"\xff\xd8\xff",       // jpeg
+        b"GIF87a",             // gif
+        b"GIF89a",             // gif
+        b"wOF2",               // woff2
+        b"wOFF",               // woff
+        b"7z\xbc\xaf\x27\x1c", // 7z
+        b"\x04\x22\x4d\x18",   // lz4
+    ];
+    MAGICS.iter().any(|m| head.starts_with(m))
+        || (head.len() >= 4 && head.starts_with(b"BZh") && head[3].is_ascii_digit())
+        || (head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_places_follow_the_research_list() {
+        for p in [
+            "usr/share/doc/xmrig/readme.txt",
+            "app/readme.md",
+            "opt/rules/malw_xmrig_miner.yar",
+            "opt/sigma/rules/linux/proc_creation_lnx_crypto_mining.yml",
+            "usr/lib/python3/site-packages/pkg/tests/test_detect.py",
+            "var/lib/clamav/daily.cvd",
+            "srv/site/index.html",
+        ] {
+            assert!(is_docs(p), "{p}");
+        }
+        for p in [
+            "usr/bin/xmrig",
+            "etc/xmrig.yml",
+            "app/config.json",
+            "tests",
+            "opt/tests.sh",
+        ] {
+            assert!(!is_docs(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn paths_are_normalised_and_traversal_spotted() {
+        assert_eq!(normalize("./etc/passwd"), "etc/passwd");
+        assert_eq!(normalize("/.//./usr/bin"), "usr/bin");
+        assert!(traverses("../../etc/cron.d/x"));
+        assert!(traverses("/etc/passwd"));
+        assert!(traverses("a/../../b"));
+        assert!(!traverses("./a/..b/c"));
+    }
+
+    #[test]
+    fn compressed_formats_are_known_by_magic() {
+        assert!(compressed(b"\x1f\x8b\x08\x00"));
+        assert!(compressed(b"\x89PNG\r\n\x1a\n...."));
+        assert!(compressed(b"BZh91AY"));
+        assert!(!compressed(b"BZhx"));
+        assert!(!compressed(b"\x7fELF"));
+        assert!(!compressed(b"PK\x03\x04"));
+    }
+}
