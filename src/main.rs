@@ -8,6 +8,7 @@ use portcullis::store::{
     NewOverride, OverrideAction, OverrideTarget, RepoPattern, SledStore, VerdictStore,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Parser)]
@@ -230,13 +231,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 config.store_path().display()
             )
         })?;
-    let app = portcullis::app(&config)?;
+    let store = Arc::new(store);
+    let app = portcullis::app(&config, store.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr()?)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, upstreams = ?config.upstreams.keys().collect::<Vec<_>>(), default = %config.upstream.default, "portcullis listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;

@@ -25,6 +25,38 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
+    #[serde(default)]
+    pub inspect: InspectConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[inspect]`: what the inspectors look for, beyond the built-in rule pack and name list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectConfig {
+    /// Rule files (TOML, the format of `config/rules/*.toml`) added to the built-in pack. A rule may
+    /// not reuse a built-in id. Default none.
+    pub rule_files: Vec<PathBuf>,
+    /// Popular-name files (the format of `config/popular.toml`) added to the bundled list that
+    /// typosquats are measured against. Default none.
+    pub popular_files: Vec<PathBuf>,
+}
+
+/// `[audit]`: the audit trail, one JSON line per decision.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `"-"` for stdout, `""` for none, or a file to append to. Default `"-"`.
+    pub path: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { path: "-".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,7 @@
 //! once past `bomb_floor`, or past `max_uncompressed`) stops inspection with a finding.
 
 mod analyze;
+pub use analyze::LayerRules;
 mod elf;
 mod tar;
 mod xmrig;
@@ -19,7 +20,7 @@ mod xmrig;
 use crate::inspect::rules::RuleSet;
 use crate::inspect::{cut, Finding, Place};
 use crate::proxy::{BlobCheck, BlobRequest, CheckFactory, Veto};
-use analyze::{Analyzer, LayerRules};
+use analyze::Analyzer;
 use flate2::write::MultiGzDecoder;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -289,7 +290,7 @@ impl LayerInspector {
         )
     }
 
-    fn with_layer_rules(
+    pub fn with_layer_rules(
         rules: Arc<LayerRules>,
         compression: Compression,
         limits: Limits,
@@ -471,13 +472,16 @@ impl LayerInspector {
     }
 }
 
+/// Called once with a layer's report when its stream ends.
+pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
+
 /// The [`BlobCheck`] adapter: inspects a layer as it streams and refuses it once its score
 /// reaches `block_at`. The report goes to `on_report` (when set) at the end of the stream.
 pub struct LayerCheck {
     inspector: Option<LayerInspector>,
     block_at: f64,
     seen_version: u64,
-    on_report: Option<Box<dyn FnOnce(&LayerReport) + Send>>,
+    on_report: Option<OnReport>,
 }
 
 impl LayerCheck {
@@ -490,7 +494,7 @@ impl LayerCheck {
         }
     }
 
-    pub fn on_report(mut self, f: Box<dyn FnOnce(&LayerReport) + Send>) -> LayerCheck {
+    pub fn on_report(mut self, f: OnReport) -> LayerCheck {
         self.on_report = Some(f);
         self
     }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod layer;
+pub mod name;
 pub mod rules;
 pub mod verdict;
 pub mod wallet;
@@ -139,7 +140,9 @@ pub const DOCS_SCORE_CAP: f64 = 10.0;
 pub fn total_score(findings: &[Finding]) -> f64 {
     let mut best: std::collections::BTreeMap<(&str, bool), f64> = std::collections::BTreeMap::new();
     for f in findings {
-        let e = best.entry((f.rule.as_str(), f.place == Place::Docs)).or_insert(0.0);
+        let e = best
+            .entry((f.rule.as_str(), f.place == Place::Docs))
+            .or_insert(0.0);
         *e = e.max(f.score);
     }
     let (mut docs, mut other) = (0.0, 0.0);
@@ -199,10 +202,15 @@ mod tests {
             finding("b", Place::Runs, 10.0),
         ];
         assert_eq!(total_score(&f), 50.0);
-        let docs: Vec<Finding> = (0..30).map(|i| finding(&format!("r{i}"), Place::Docs, 4.0)).collect();
+        let docs: Vec<Finding> = (0..30)
+            .map(|i| finding(&format!("r{i}"), Place::Docs, 4.0))
+            .collect();
         assert_eq!(total_score(&docs), DOCS_SCORE_CAP);
         // A rule found in docs and in a binary counts once, at the binary.
-        let both = [finding("x", Place::Docs, 4.0), finding("x", Place::Executable, 40.0)];
+        let both = [
+            finding("x", Place::Docs, 4.0),
+            finding("x", Place::Executable, 40.0),
+        ];
         assert_eq!(total_score(&both), 40.0);
     }
 

@@ -2,6 +2,7 @@
 //! decision is enforced or only audited for a repository, and how a block is shown to clients.
 
 pub mod audit;
+pub mod guard;
 
 use crate::inspect::{Category, Decision, Finding};
 use serde::Deserialize;
@@ -172,14 +173,16 @@ mod tests {
     }
 
     fn policy(scopes: &[(&str, Mode)]) -> Policy {
-        let mut c = PolicyConfig::default();
-        c.scopes = scopes
-            .iter()
-            .map(|(p, m)| ScopeRule {
-                pattern: p.to_string(),
-                mode: *m,
-            })
-            .collect();
+        let c = PolicyConfig {
+            scopes: scopes
+                .iter()
+                .map(|(p, m)| ScopeRule {
+                    pattern: p.to_string(),
+                    mode: *m,
+                })
+                .collect(),
+            ..PolicyConfig::default()
+        };
         Policy::new(c).unwrap()
     }
 

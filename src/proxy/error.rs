@@ -25,6 +25,10 @@ pub enum Error {
     #[error("no such API endpoint: {0}")]
     NotFound(String),
 
+    /// Refused by policy: a blocked name, image or blob.
+    #[error("{}", .0.message)]
+    Blocked(Box<crate::policy::guard::Blocked>),
+
     /// The upstream answered with a client error (unknown manifest, denied, ...), passed on.
     #[error("{message}")]
     Upstream {
@@ -62,6 +66,12 @@ impl Error {
             }
             _ => false,
         }
+    }
+}
+
+impl From<crate::policy::guard::Blocked> for Error {
+    fn from(b: crate::policy::guard::Blocked) -> Self {
+        Error::Blocked(Box::new(b))
     }
 }
 

@@ -14,6 +14,8 @@ pub enum Source {
     Client,
     Upstream,
     Proxy,
+    /// A policy decision: the content was judged and refused.
+    Policy,
 }
 
 /// An error on its way to the client.
@@ -40,6 +42,7 @@ impl ApiError {
                 Client,
             ),
             Error::NotConfigured(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied, Client),
+            Error::Blocked(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied, Policy),
             Error::Unsupported { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::Unsupported,
@@ -73,16 +76,44 @@ impl ApiError {
     }
 }
 
+/// The longest reason phrase sent.
+const MAX_REASON: usize = 200;
+
+/// `Blocked by portcullis: …` as a valid HTTP/1.1 reason phrase (visible ASCII and spaces).
+pub fn reason_phrase(message: &str) -> hyper::ext::ReasonPhrase {
+    let text = message
+        .strip_prefix("blocked by portcullis: ")
+        .unwrap_or(message);
+    let mut phrase: String = format!("Blocked by portcullis: {text}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_REASON)
+        .collect();
+    if phrase.len() == MAX_REASON {
+        phrase.push_str("...");
+    }
+    hyper::ext::ReasonPhrase::try_from(phrase.into_bytes())
+        .unwrap_or_else(|_| hyper::ext::ReasonPhrase::from_static(b"Blocked by portcullis"))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, source) = self.status_and_code();
+        let mut detail = serde_json::json!({ "source": source, "retryable": self.0.retryable() });
+        if let Error::Blocked(b) = &self.0 {
+            detail["verdict"] = b.detail.clone();
+        }
         let envelope = ErrorEnvelope {
             errors: vec![ErrorInfo {
                 code,
                 message: self.0.to_string(),
-                detail: Some(
-                    serde_json::json!({ "source": source, "retryable": self.0.retryable() }),
-                ),
+                detail: Some(detail),
             }],
         };
         let body = serde_json::to_vec(&envelope).unwrap_or_default();
@@ -103,6 +134,11 @@ impl IntoResponse for ApiError {
                 ..
             } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
+            }
+            Error::Blocked(b) => {
+                // containerd prints the status line, not the body: the reason goes there too
+                // (HTTP/1.1 only; HTTP/2 has no reason phrase).
+                response.extensions_mut().insert(reason_phrase(&b.message));
             }
             _ => {}
         }

@@ -89,7 +89,7 @@ impl UpxMark {
 }
 
 /// The rule pack seen from the layer inspector, derived once per rule set.
-pub(crate) struct LayerRules {
+pub struct LayerRules {
     pub set: Arc<RuleSet>,
     roles: Vec<Role>,
     /// First global pattern number of each rule (its literals, then its regexes).

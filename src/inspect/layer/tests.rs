@@ -228,8 +228,16 @@ fn malicious_layer_findings_name_their_rules_and_places() {
     assert_eq!(r.format, LayerFormat::Gzip);
     let expect = [
         ("miner.xmrig-config", "/opt/.x/config.json", Place::File),
-        ("miner.monero-wallet-in-file", "/opt/.x/config.json", Place::File),
-        ("miner.pool-host-in-file", "/opt/.x/config.json", Place::File),
+        (
+            "miner.monero-wallet-in-file",
+            "/opt/.x/config.json",
+            Place::File,
+        ),
+        (
+            "miner.pool-host-in-file",
+            "/opt/.x/config.json",
+            Place::File,
+        ),
         (
             "miner.xmrig-strings",
             "/usr/local/bin/dockerd",
@@ -526,7 +534,10 @@ exec /usr/lib/apt/apt.systemd.daily
             "miner.base64-fragments",
             "/opt/sigma/rules/linux/proc_creation_lnx_crypto_mining.yml",
         ),
-        ("miner.pool-host-in-file", "/etc/falco/rules/falco_rules.yaml"),
+        (
+            "miner.pool-host-in-file",
+            "/etc/falco/rules/falco_rules.yaml",
+        ),
         ("miner.stratum-url", "/var/lib/clamav/daily.cvd"),
         ("miner.stratum-url", "/app/README.md"),
         (
