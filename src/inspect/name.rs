@@ -33,8 +33,11 @@ pub mod detector {
     pub const OFFICIAL_NAME_RANDOM_NAMESPACE: &str = "official-name-random-namespace";
     /// An official name under an ordinary user namespace (`someuser/ubuntu`): common, mostly benign.
     pub const OFFICIAL_NAME_USER_NAMESPACE: &str = "official-name-user-namespace";
-    /// A hard-to-read, random-looking namespace or repository (`x7kq9zvw2p`).
+    /// A hard-to-read, random-looking repository name (`jx8qz0k3`).
     pub const RANDOM_NAME: &str = "random-name";
+    /// A hard-to-read, random-looking or hex namespace (`x7kq9zvw2p`). A rule of its own, so a
+    /// name random in both parts counts twice where each rule counts once.
+    pub const RANDOM_NAMESPACE: &str = "random-namespace";
 }
 
 /// Docker Hub's host names, and its mirror: on these official images live under `library/`.
@@ -265,6 +268,7 @@ struct Detectors {
     official_random_ns: Option<RuleRef>,
     official_user_ns: Option<RuleRef>,
     random: Option<RuleRef>,
+    random_namespace: Option<RuleRef>,
 }
 
 /// Judges repository names against the popular names. Build once, share freely (`Send + Sync`).
@@ -277,6 +281,8 @@ pub struct NameInspector {
     official_flat: HashMap<String, String>,
     /// Publisher namespace → the repositories it lists.
     publishers: HashMap<String, HashSet<String>>,
+    /// Publisher namespaces without delimiters → the namespace (`azurefunctions`).
+    publisher_flat: HashMap<String, String>,
     /// Every repository some publisher lists, and the allow list's repository names: a known
     /// name is never a typo.
     known_repos: HashSet<String>,
@@ -336,6 +342,7 @@ impl NameInspector {
             official_random_ns: RuleRef::of(rules, detector::OFFICIAL_NAME_RANDOM_NAMESPACE),
             official_user_ns: RuleRef::of(rules, detector::OFFICIAL_NAME_USER_NAMESPACE),
             random: RuleRef::of(rules, detector::RANDOM_NAME),
+            random_namespace: RuleRef::of(rules, detector::RANDOM_NAMESPACE),
         };
         let current = &popular.official.current;
         let removed = &popular.official.removed;
@@ -348,6 +355,7 @@ impl NameInspector {
                 .or_default()
                 .extend(p.repos.iter().cloned());
         }
+        let publisher_flat = publishers.keys().map(|n| (flatten(n), n.clone())).collect();
         let known_repos = publishers
             .values()
             .flatten()
@@ -419,6 +427,7 @@ impl NameInspector {
             official,
             official_flat,
             publishers,
+            publisher_flat,
             known_repos,
             repo_targets,
             publisher_repo_targets,
@@ -491,7 +500,9 @@ impl NameInspector {
                 self.randomness(ns)
             };
             // `library/<official>` on another registry is a mirror (Harbor's default project).
-            if repo_official && !namespace_done && ns != "library" {
+            // A project under its own name (`odoo/odoo`, `phpmyadmin/phpmyadmin`) is its vendor.
+            let own_name = flatten(ns) == flatten(name.repo);
+            if repo_official && !namespace_done && ns != "library" && !own_name {
                 let rule = match random {
                     Some(_) => &self.rules.official_random_ns,
                     None => &self.rules.official_user_ns,
@@ -512,7 +523,7 @@ impl NameInspector {
                 }
             }
             if let (Some(r), false) = (random, namespace_done) {
-                if let Some(rule) = &self.rules.random {
+                if let Some(rule) = &self.rules.random_namespace {
                     let message = format!("{}: namespace `{ns}` is a {r} name", name.display);
                     out.push(finding(rule, message, "namespace", ns));
                 }
@@ -665,10 +676,17 @@ impl NameInspector {
         }
         let flat = flatten(ns);
         let words = &self.namespace_words;
+        // Alone, a word must claim authority (`official`, `libraries`); glued to others, one of
+        // them must at least name Docker or a library (`docker-images`, but not `team-io`).
         let authority =
             |w: &str| self.claims.contains(w) || matches!(w, "library" | "libraries" | "dockerhub");
+        let dockerish = |w: &str| authority(w) || matches!(w, "docker" | "lib");
         if let Some(parts) = segment(&flat, words) {
-            if parts.len() >= 2 || authority(parts[0]) {
+            let imitates = match parts.as_slice() {
+                [one] => authority(one),
+                many => many.iter().any(|w| dockerish(w)),
+            };
+            if imitates {
                 return Some(NamespaceMatch {
                     target: "library".into(),
                     kind: TargetKind::Library,
@@ -688,7 +706,7 @@ impl NameInspector {
             ] {
                 let kind = if name == "library" {
                     TargetKind::Library
-                } else if self.publishers.contains_key(name) {
+                } else if self.publisher_flat.contains_key(name) {
                     TargetKind::Publisher
                 } else if name.len() >= 4 && self.official_flat.contains_key(name) {
                     TargetKind::Official
@@ -703,6 +721,7 @@ impl NameInspector {
                 if let Some(added) = segment(rest, vocab) {
                     let target = match kind {
                         TargetKind::Official => self.official_flat[name].clone(),
+                        TargetKind::Publisher => self.publisher_flat[name].clone(),
                         _ => name.to_string(),
                     };
                     let added = added.join("-");
@@ -715,9 +734,16 @@ impl NameInspector {
             }
         }
         let cand = Candidate::new(ns, &self.words);
-        let accept = |t: &Target, e: &Edit| match t.kind {
-            TargetKind::Official | TargetKind::Removed => related || e.is_high_confidence(),
-            TargetKind::Library | TargetKind::Publisher => true,
+        // Docker Hub namespaces cannot hold delimiters, so there a project with one in its name
+        // writes it without (`rocketchat` for `rocket.chat`): only adding delimiters imitates.
+        let accept = |t: &Target, e: &Edit| {
+            if e.first == EditKind::Delimiter && e.second.is_none() && cand.raw == cand.flat {
+                return false;
+            }
+            match t.kind {
+                TargetKind::Official | TargetKind::Removed => related || e.is_high_confidence(),
+                TargetKind::Library | TargetKind::Publisher => true,
+            }
         };
         let (t, edit) = self.namespace_targets.nearest(&cand, accept)?;
         let what = match t.kind {
@@ -991,10 +1017,10 @@ impl Targets {
                 {
                     continue;
                 }
-                let d = strsim::damerau_levenshtein(&cand.flat, &t.flat);
-                if std::env::var_os("DLDBG").is_some() {
-                    eprintln!("DL {} {} {d}", cand.flat, t.flat);
+                if !osa_within(cand.flat.as_bytes(), t.flat.as_bytes(), max) {
+                    continue;
                 }
+                let d = strsim::damerau_levenshtein(&cand.flat, &t.flat);
                 if d == 0 || d > max {
                     continue;
                 }
@@ -1166,8 +1192,8 @@ fn op_kind(op: Op) -> EditKind {
     match op {
         Op::Transpose => EditKind::Transposition,
         Op::Delete => EditKind::Omission,
+        Op::Insert(c, _, _) if c.is_ascii_digit() => EditKind::DigitAddition,
         Op::Insert(_, true, _) => EditKind::Repetition,
-        Op::Insert(c, false, _) if c.is_ascii_digit() => EditKind::DigitAddition,
         Op::Insert(..) => EditKind::Addition,
         Op::Replace(a, b) if look_alike(a) == look_alike(b) => EditKind::LookAlike,
         Op::Replace(a, b) if neighbours(a, b) => EditKind::NeighbourKey,
@@ -1232,6 +1258,48 @@ fn alignment(cand: &[u8], target: &[u8]) -> Vec<Op> {
     }
     ops.reverse();
     ops
+}
+
+/// Whether the optimal-string-alignment distance is at most `max`: a banded, allocation-free
+/// check that stops once a whole row exceeds `max`, run before the exact distance. (OSA is never
+/// below Damerau-Levenshtein, and pairs only DL reaches cannot be classified anyway.)
+fn osa_within(a: &[u8], b: &[u8], max: usize) -> bool {
+    const CAP: usize = 64;
+    if a.len() >= CAP || b.len() >= CAP || a.len().abs_diff(b.len()) > max {
+        return false;
+    }
+    let inf = u8::MAX;
+    let mut before = [inf; CAP];
+    let mut prev = [inf; CAP];
+    let mut row = [inf; CAP];
+    for (j, cell) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *cell = j as u8;
+    }
+    for i in 1..=a.len() {
+        row.fill(inf);
+        row[0] = i as u8;
+        let lo = i.saturating_sub(max).max(1);
+        let hi = (i + max).min(b.len());
+        let mut best = row[0];
+        for j in lo..=hi {
+            let cost = u8::from(a[i - 1] != b[j - 1]);
+            let mut v = prev[j]
+                .saturating_add(1)
+                .min(row[j - 1].saturating_add(1))
+                .min(prev[j - 1].saturating_add(cost));
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(before[j - 2].saturating_add(1));
+            }
+            row[j] = v;
+            best = best.min(v);
+        }
+        if usize::from(best) > max {
+            return false;
+        }
+        before = prev;
+        prev = row;
+    }
+    usize::from(prev[b.len()]) <= max
 }
 
 /// A name without its delimiters (`node-red` → `nodered`).
@@ -1467,7 +1535,7 @@ impl Bigrams {
         }
         let mut score = self.surprise(token);
         score += 0.3 * alternations.saturating_sub(1) as f32;
-        score += 0.4 * longest_run.saturating_sub(3) as f32;
+        score += 0.4 * longest_run.saturating_sub(4) as f32;
         if letters >= 4 && vowels == 0 {
             score += 0.8;
         }
@@ -1642,211 +1710,806 @@ thumbscrew tomes triumphs twelfths vanish votary widths wilder yours yukked trai
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::LazyLock;
 
-    fn inspector() -> NameInspector {
+    /// The bundled names and rule pack, built once for all tests.
+    static INSPECTOR: LazyLock<NameInspector> = LazyLock::new(|| {
         NameInspector::new(
             &PopularNames::builtin().unwrap(),
             &RuleSet::builtin().unwrap(),
         )
+    });
+
+    fn check(host: &str, name: &str) -> Vec<Finding> {
+        INSPECTOR.inspect(host, &name.parse().unwrap())
     }
 
-    #[test]
-    #[ignore]
-    fn dictionary_collisions() {
-        let i = inspector();
-        let dict = std::fs::read_to_string("/usr/share/dict/words").unwrap();
-        let mut repo_hits = Vec::new();
-        let mut ns_hits = Vec::new();
-        for w in dict
-            .lines()
-            .filter(|w| w.len() >= 3 && w.bytes().all(|b| b.is_ascii_lowercase()))
-        {
-            let r: RepoName = format!("someuser/{w}").parse().unwrap();
-            for f in i.inspect("docker.io", &r) {
-                if f.score >= 30.0 {
-                    repo_hits.push(format!(
-                        "{w}>{}:{}",
-                        f.rule.trim_start_matches("name."),
-                        f.evidence.matched
-                    ));
-                }
-            }
-            let r: RepoName = format!("{w}/myapp").parse().unwrap();
-            for f in i.inspect("docker.io", &r) {
-                if f.score >= 30.0 {
-                    ns_hits.push(format!(
-                        "{w}>{}:{}",
-                        f.rule.trim_start_matches("name."),
-                        f.evidence.matched
-                    ));
-                }
-            }
+    fn hub(name: &str) -> Vec<Finding> {
+        check("docker.io", name)
+    }
+
+    /// Scored as the policy scores them: each rule once, at its strongest finding.
+    fn total(findings: &[Finding]) -> f64 {
+        let mut best: HashMap<&str, f64> = HashMap::new();
+        for f in findings {
+            let s = best.entry(f.rule.as_str()).or_insert(0.0);
+            *s = s.max(f.score);
         }
-        println!("REPO {} {}", repo_hits.len(), repo_hits.join(" "));
-        println!("NS {} {}", ns_hits.len(), ns_hits.join(" "));
+        best.values().sum()
+    }
+
+    fn rules(findings: &[Finding]) -> Vec<&str> {
+        findings.iter().map(|f| f.rule.as_str()).collect()
+    }
+
+    /// The score at which the brief's malicious names must land: enough to block on the name alone.
+    const BLOCKING: f64 = 100.0;
+    /// Below the warn band of the scoring design (§6: 20–49 warns).
+    const QUIET: f64 = 20.0;
+
+    #[test]
+    fn bundled_list_has_every_official_image_and_the_named_publishers() {
+        let p = PopularNames::builtin().unwrap();
+        assert_eq!(p.official.current.len(), 144);
+        assert_eq!(p.official.removed.len(), 42);
+        for name in [
+            "alpine",
+            "eclipse-temurin",
+            "rocket.chat",
+            "znc",
+            "r-base",
+            "ibm-semeru-runtimes",
+        ] {
+            assert!(p.official.current.iter().any(|n| n == name), "{name}");
+        }
+        for name in ["centos", "jenkins", "vault", "consul", "java", "sl"] {
+            assert!(p.official.removed.iter().any(|n| n == name), "{name}");
+        }
+        let namespaces: HashSet<&str> = p.publishers.iter().map(|p| p.namespace.as_str()).collect();
+        for ns in [
+            "bitnami",
+            "grafana",
+            "prom",
+            "hashicorp",
+            "nginxinc",
+            "redis",
+            "jenkins",
+            "circleci",
+            "rediscommander",
+            "eclipse",
+            "gitlab",
+            "portainer",
+            "rancher",
+            "linuxserver",
+            "datadog",
+            "elastic",
+            "confluentinc",
+            "microsoft",
+            "dotnet",
+            "mssql",
+        ] {
+            assert!(namespaces.contains(ns), "{ns}");
+        }
+        assert!(p.squat.claims.contains(&"official".to_string()));
     }
 
     #[test]
-    #[ignore]
-    fn timing() {
-        let t0 = std::time::Instant::now();
-        let i = inspector();
-        println!("TIME new {:?}", t0.elapsed());
-        let names: Vec<RepoName> = [
-            "someuser/alpine2",
-            "libary/nginx",
-            "x7kq9zvw2p/jx8qz0k3",
-            "acme/billing-api",
+    fn a_user_list_loads_from_a_file_and_extends_the_bundled_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("popular.toml");
+        std::fs::write(
+            &path,
+            "[[publisher]]\nnamespace = \"acmecorp\"\nrepos = [\"billing-api\"]\n\n\
+             [[publisher]]\nnamespace = \"bitnami\"\nrepos = [\"acme-chart\"]\n\n\
+             [allow]\nnames = [\"partner/*\", \"team/ngnix-fork\"]\n",
+        )
+        .unwrap();
+        let user = PopularNames::load(&path).unwrap();
+        assert!(
+            user.official.current.is_empty(),
+            "a user file alone replaces the bundled list"
+        );
+        let mut merged = PopularNames::builtin().unwrap();
+        merged.extend(user);
+        let bitnami = merged
+            .publishers
+            .iter()
+            .find(|p| p.namespace == "bitnami")
+            .unwrap();
+        assert!(
+            bitnami.repos.contains(&"redis".to_string())
+                && bitnami.repos.contains(&"acme-chart".to_string())
+        );
+        let i = NameInspector::new(&merged, &RuleSet::builtin().unwrap());
+        let find = |n: &str| i.inspect("docker.io", &n.parse().unwrap());
+        // The new publisher is trusted, and its namespace is now protected.
+        assert!(find("acmecorp/anything").is_empty());
+        assert_eq!(
+            rules(&find("acmec0rp/billing-api")),
+            ["name.lookalike-namespace"]
+        );
+        assert!(find("acmec0rp/billing-api")[0]
+            .message
+            .ends_with("did you mean docker.io/acmecorp/billing-api?"));
+        // Allowed names stay quiet; others with the same shape do not.
+        assert!(find("partner/ngnix").is_empty());
+        assert!(find("team/ngnix-fork").is_empty());
+        assert!(!find("team/ngnix").is_empty());
+    }
+
+    #[test]
+    fn bad_lists_are_refused_with_the_file_named() {
+        let cases = [
+            "[official]\ncurrent = [\"Nginx\"]\n",
+            "[official]\ncurrent = [\"a/b\"]\n",
+            "[[publisher]]\nnamespace = \"-bad\"\n",
+            "[squat]\nsuffixes = [\"with-dash\"]\n",
+            "[allow]\nnames = [\"justaname\"]\n",
+            "[allow]\nrepos = [\"UPPER\"]\n",
+            "[official]\nbogus = []\n",
+        ];
+        for text in cases {
+            let err = PopularNames::parse("user.toml", text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("popular-names file user.toml:"),
+                "{text}: {err}"
+            );
+        }
+        assert!(PopularNames::load(Path::new("/nonexistent/popular.toml")).is_err());
+    }
+
+    #[test]
+    fn every_detector_has_a_rule_in_the_bundled_pack() {
+        let pack = RuleSet::builtin().unwrap();
+        let expected = [
+            (detector::TYPOSQUAT, "name.typosquat", 100.0),
+            (
+                detector::LOOKALIKE_NAMESPACE,
+                "name.lookalike-namespace",
+                100.0,
+            ),
+            (detector::OFFICIAL_CLAIM, "name.official-claim", 100.0),
+            (
+                detector::OFFICIAL_NAME_RANDOM_NAMESPACE,
+                "name.official-name-under-random-namespace",
+                100.0,
+            ),
+            (detector::COMBOSQUAT, "name.combosquat", 50.0),
+            (detector::RANDOM_NAME, "name.random", 50.0),
+            (detector::RANDOM_NAMESPACE, "name.random-namespace", 50.0),
+            (
+                detector::OFFICIAL_NAME_USER_NAMESPACE,
+                "name.official-name-under-user-namespace",
+                10.0,
+            ),
+        ];
+        for (d, id, weight) in expected {
+            let rule = pack
+                .detector(d)
+                .unwrap_or_else(|| panic!("no rule for {d}"));
+            assert_eq!(
+                (rule.id.as_str(), rule.weight, rule.category),
+                (id, weight, Category::Name)
+            );
+        }
+    }
+
+    /// The brief's malicious names: each blocks on its name alone (≥ 60 with the bundled weights,
+    /// each rule counted once), through the named rule, and says what it imitates.
+    #[test]
+    fn malicious_names_score_enough_to_block() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            (
+                "libary/nginx",
+                &["name.lookalike-namespace"],
+                "did you mean docker.io/library/nginx?",
+            ),
+            (
+                "ubuntuu/ubuntu",
+                &["name.lookalike-namespace"],
+                "did you mean docker.io/library/ubuntu?",
+            ),
+            (
+                "someuser/alpine2",
+                &["name.typosquat"],
+                "did you mean docker.io/library/alpine?",
+            ),
+            (
+                "someuser/ngnix",
+                &["name.typosquat"],
+                "did you mean docker.io/library/nginx?",
+            ),
+            (
+                "a1pine",
+                &["name.typosquat"],
+                "did you mean docker.io/library/alpine?",
+            ),
+            (
+                "ubunt",
+                &["name.typosquat"],
+                "did you mean docker.io/library/ubuntu?",
+            ),
+            (
+                "postgress",
+                &["name.typosquat"],
+                "did you mean docker.io/library/postgres?",
+            ),
+            (
+                "nginx-official",
+                &["name.official-claim"],
+                "did you mean docker.io/library/nginx?",
+            ),
+            (
+                "bitnarni/redis",
+                &["name.lookalike-namespace"],
+                "did you mean docker.io/bitnami/redis?",
+            ),
+            (
+                "c43602f9cc95/openjdk",
+                &["name.official-name-under-random-namespace"],
+                "did you mean docker.io/library/openjdk?",
+            ),
+            (
+                "700888880a0/golang",
+                &["name.official-name-under-random-namespace"],
+                "did you mean docker.io/library/golang?",
+            ),
+            (
+                "x7kq9zvw2p/jx8qz0k3",
+                &["name.random-namespace", "name.random"],
+                "random-looking",
+            ),
+            (
+                "docker-library/python",
+                &["name.lookalike-namespace"],
+                "did you mean docker.io/library/python?",
+            ),
+        ];
+        for (name, expected, says) in cases {
+            let f = hub(name);
+            assert_eq!(rules(&f), *expected, "{name}: {f:#?}");
+            assert!(total(&f) >= BLOCKING, "{name} scores {}", total(&f));
+            assert!(f.iter().all(|f| f.message.contains(says)), "{name}: {f:#?}");
+            assert!(f
+                .iter()
+                .all(|f| f.place == Place::Name && f.category == Category::Name));
+        }
+        // One-component names are read as official ones, and shown that way.
+        assert!(hub("a1pine")[0]
+            .message
+            .starts_with("docker.io/library/a1pine: "));
+    }
+
+    /// Legitimate publishers and names: no finding at all.
+    #[test]
+    fn legitimate_names_stay_quiet() {
+        for name in [
+            "library/ubuntu",
             "library/nginx",
-            "someuser/ubuntu",
-            "c43602f9cc95/openjdk",
-            "someone/some-longer-repository-name-here",
-        ]
-        .iter()
-        .map(|n| n.parse().unwrap())
-        .collect();
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            std::hint::black_box(Candidate::new("someuser", &i.words));
+            "bitnami/redis",
+            "redis/redis-stack",
+            "nginxinc/nginx-unprivileged",
+            "circleci/node",
+            "rediscommander/redis-commander",
+            "jenkins/jenkins",
+            "hashicorp/vault",
+            "library/eclipse-temurin",
+            "eclipse-temurin",
+            "openjdk",
+            "jenkins",
+            "nats",
+            "bash",
+            "php",
+            "r-base",
+            "nim",
+            "swift",
+            "unit",
+            "node",
+            "rust",
+            "golang",
+            "mongo",
+            "redis",
+            "someuser/myapp",
+            "acme/billing-api",
+            "grafana/loki",
+            "prom/prometheus",
+            "coolapp/webhelper",
+            "devtools/nodejs-lts",
+            "ops/ssh-bastion",
+            "tiny/loader",
+            "someuser/python3",
+            "someuser/centos7",
+            "someuser/postgres12",
+            "someuser/mongodb",
+            "someuser/postgresql",
+            "someuser/docker-compose",
+            "someuser/nginx-proxy",
+            "someuser/redis-stack",
+            "julian/myapp",
+            "someuser/store",
+            "someuser/ghosts-of-mars",
+            "ubuntu/squid",
+            "alpine/git",
+            "mysql/mysql-server",
+            // Real-world names that tripped earlier versions.
+            "someuser/openjdk11",
+            "influxdata/influxdb2",
+            "rocketchat/rocket.chat",
+            "odoo/odoo",
+            "phpmyadmin/phpmyadmin",
+            "kennethreitz/httpbin",
+            "koenkk/zigbee2mqtt",
+            "sameersbn/gitlab",
+        ] {
+            let f = hub(name);
+            assert!(f.is_empty(), "{name}: {f:#?}");
         }
-        println!("TIME candidate {:?}", t.elapsed() / 1000);
-        let c = Candidate::new("someuser", &i.words);
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            std::hint::black_box(i.namespace_targets.nearest(&c, |_, _| true));
-        }
-        println!("TIME nearest ns {:?}", t.elapsed() / 1000);
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            std::hint::black_box(i.lookalike_namespace("someuser", false));
-        }
-        println!("TIME lookalike {:?}", t.elapsed() / 1000);
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            std::hint::black_box(i.randomness("someuser"));
-        }
-        println!("TIME random {:?}", t.elapsed() / 1000);
-        let t = std::time::Instant::now();
-        for _ in 0..1000 {
-            std::hint::black_box(strsim::damerau_levenshtein("someuser", "someuses"));
-        }
-        println!("TIME one dl {:?}", t.elapsed() / 1000);
-        for n in &names {
-            let t = std::time::Instant::now();
-            for _ in 0..1000 {
-                std::hint::black_box(i.inspect("docker.io", n));
-            }
-            println!("TIME {n}: {:?} per call", t.elapsed() / 1000);
+        for (host, name) in [
+            ("mcr.microsoft.com", "dotnet/sdk"),
+            ("mcr.microsoft.com", "mssql/server"),
+            ("gcr.io", "distroless/static"),
+            ("quay.io", "prometheus/node-exporter"),
+            ("index.docker.io", "library/nginx"),
+            ("registry-1.docker.io", "library/ubuntu"),
+            ("public.ecr.aws", "docker/library/nginx"),
+            ("harbor.example.com", "library/ubuntu"),
+            ("harbor.example.com", "library/myapp"),
+            ("ghcr.io", "someuser/myapp"),
+            ("ghcr.io", "home-assistant/home-assistant"),
+        ] {
+            let f = check(host, name);
+            assert!(f.is_empty(), "{host}/{name}: {f:#?}");
         }
     }
 
     #[test]
-    #[ignore]
-    fn show() {
-        let i = inspector();
-        for n in "libary/nginx ubuntuu/ubuntu someuser/alpine2 someuser/ngnix a1pine ubunt postgress nginx-official bitnarni/redis c43602f9cc95/openjdk 700888880a0/golang x7kq9zvw2p/jx8qz0k3 docker-library/python library/ubuntu library/nginx bitnami/redis redis/redis-stack nginxinc/nginx-unprivileged circleci/node rediscommander/redis-commander jenkins/jenkins hashicorp/vault library/eclipse-temurin nats bash php r-base nim swift unit node rust golang mongo redis someuser/myapp acme/billing-api grafana/loki prom/prometheus someuser/ubuntu vibersastra/ubuntu coolapp/webhelper devtools/nodejs-lts ops/ssh-bastion web/redis-server tiny/loader someuser/node_red someuser/redis_commander someuser/hello_world 1ibrary/nginx library-official/nginx official/nginx dockerofficial/redis someuser/ubantu someuser/xnginx someuser/nignx someuser/rediss someuser/mongodb someuser/python3 julian/myapp grafanna/loki linux-server/plex someuser/nginx-utils someuser/official-nginx someuser/rnongo hashicrop/vault bitnami-official/redis nginx-official/nginx someuser/postgresql someuser/mysql-server eclipse-temurin openjdk jenkins ubuntu-upstart someuser/alpine-linux someuser/rocky-linux someuser/docker-compose acme/julia-app harbor/library".split_whitespace() {
-            let (host, repo) = match n.split_once("//") { Some((h, r)) => (h, r), None => ("docker.io", n) };
-            let r: RepoName = repo.parse().unwrap();
-            let f = i.inspect(host, &r);
-            let total: f64 = f.iter().map(|f| f.score).sum();
-            println!("SHOW {n} [{total}]");
-            for f in f {
-                println!("      {} {} | {} | matched={:?} field={:?}", f.rule, f.score, f.message, f.evidence.matched, f.evidence.field);
-            }
+    fn an_official_name_under_a_user_namespace_is_low_and_under_a_random_one_high() {
+        let f = hub("someuser/ubuntu");
+        assert_eq!(rules(&f), ["name.official-name-under-user-namespace"]);
+        assert_eq!(f[0].severity, Severity::Low);
+        assert!(total(&f) < QUIET, "common and mostly benign");
+        assert!(f[0]
+            .message
+            .contains("did you mean docker.io/library/ubuntu?"));
+        assert_eq!(f[0].evidence.matched, "ubuntu");
+        // Sysdig's vibersastra/ubuntu reads as an ordinary user: low here; content decides.
+        assert!(total(&hub("vibersastra/ubuntu")) < QUIET);
+        assert!(
+            total(&hub("sameersbn/redmine")) < QUIET,
+            "an odd user name is not random"
+        );
+
+        let f = hub("x7kq9zvw2p/redis");
+        assert_eq!(rules(&f), ["name.official-name-under-random-namespace"]);
+        assert!(f[0]
+            .message
+            .contains("hard-to-read, random-looking namespace `x7kq9zvw2p`"));
+        assert!(total(&f) >= BLOCKING);
+        let f = hub("deadbeef42/ubuntu");
+        assert!(
+            f[0].message.contains("hex, random-looking namespace"),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn typosquats_of_every_kind_are_named() {
+        let cases = [
+            ("someuser/ubunt", "ubuntu", "a missing letter"),
+            ("someuser/ubuntuu", "ubuntu", "a repeated letter"),
+            ("someuser/rediss", "redis", "a repeated letter"),
+            ("someuser/nignx", "nginx", "swapped letters"),
+            ("someuser/alpine2", "alpine", "an added digit"),
+            ("someuser/xnginx", "nginx", "an added letter"),
+            ("someuser/pythonx", "python", "an added letter"),
+            ("someuser/ubantu", "ubuntu", "a swapped vowel"),
+            ("someuser/nginz", "nginx", "a neighbouring key"),
+            ("someuser/debiam", "debian", "a neighbouring key"),
+            ("someuser/tomkat", "tomcat", "a replaced letter"),
+            ("someuser/a1pine", "alpine", "look-alike characters"),
+            ("someuser/rnongo", "mongo", "look-alike characters"),
+            ("someuser/n9inx", "nginx", "look-alike characters"),
+            ("someuser/hello_world", "hello-world", "changed delimiters"),
+            ("someuser/rocky-linux", "rockylinux", "changed delimiters"),
+            (
+                "someuser/mongoexpress",
+                "mongo-express",
+                "changed delimiters",
+            ),
+            (
+                "someuser/pstgress",
+                "postgres",
+                "a missing letter and a repeated letter",
+            ),
+            ("someuser/rsut", "rust", "swapped letters"),
+        ];
+        for (name, target, how) in cases {
+            let f = hub(name);
+            assert_eq!(rules(&f), ["name.typosquat"], "{name}: {f:#?}");
+            assert_eq!(f[0].evidence.matched, target, "{name}");
+            assert_eq!(f[0].evidence.field.as_deref(), Some("repository"));
+            assert!(
+                f[0].message.contains(&format!("({how})")),
+                "{name}: {}",
+                f[0].message
+            );
+            assert!(
+                f[0].message
+                    .ends_with(&format!("did you mean docker.io/library/{target}?")),
+                "{name}"
+            );
+            assert_eq!(f[0].score, 100.0);
+        }
+        // A publisher's repository is matched by delimiter and look-alike changes only.
+        let f = hub("someuser/node_red");
+        assert_eq!(f[0].evidence.matched, "nodered/node-red");
+        assert!(f[0]
+            .message
+            .ends_with("did you mean docker.io/nodered/node-red?"));
+        assert!(hub("someuser/redis-commandr").is_empty());
+        let f = check("ghcr.io", "someuser/redis_commander");
+        assert!(f[0]
+            .message
+            .ends_with("did you mean ghcr.io/rediscommander/redis-commander?"));
+        // Official images mirrored on Amazon's gallery are judged like library/.
+        let f = check("public.ecr.aws", "docker/library/ngnix");
+        assert_eq!(rules(&f), ["name.typosquat"]);
+    }
+
+    #[test]
+    fn typosquat_length_thresholds_hold() {
+        // No edit distance under 4 characters (only look-alike characters there).
+        for name in [
+            "someuser/phpp",
+            "someuser/gcc2",
+            "someuser/bsh",
+            "someuser/nat",
+        ] {
+            assert!(hub(name).is_empty(), "{name}");
+        }
+        assert_eq!(
+            rules(&hub("someuser/ph9")),
+            Vec::<&str>::new(),
+            "`9` is not `p`"
+        );
+        // 4 characters: transposition and repetition only.
+        assert!(hub("someuser/rusk").is_empty());
+        assert!(hub("someuser/nodes").is_empty());
+        assert_eq!(rules(&hub("someuser/nodde")), ["name.typosquat"]);
+        // 5: no dropped, appended or arbitrarily replaced letter.
+        assert!(hub("someuser/spar").is_empty());
+        assert!(hub("someuser/flinx").is_empty());
+        // Distance 2 only when both have 5 or more (and the target 6).
+        assert!(hub("someuser/ndoee").is_empty());
+        assert_eq!(
+            classify("pstgress", "postgres").map(|e| e.second.is_some()),
+            Some(true)
+        );
+        assert_eq!(classify("redux", "redis"), None, "two replaced letters");
+        assert_eq!(
+            classify("postgres12", "postgres"),
+            None,
+            "a version, not a typo"
+        );
+        assert_eq!(
+            classify("bpstgres", "postgres"),
+            None,
+            "another first letter"
+        );
+        // A real word is not a typo (`store`/`storm`, `crate`/`create`).
+        for word in [
+            "store",
+            "create",
+            "trust",
+            "clone",
+            "photo",
+            "alien",
+            "ghosts-of-mars",
+        ] {
+            assert!(hub(&format!("someuser/{word}")).is_empty(), "{word}");
         }
     }
 
     #[test]
-    #[ignore]
-    fn calibrate() {
-        let i = inspector();
-        let benign = "webhelper nodejs-lts ssh-bastion someuser myapp billing-api rediscommander redis-commander nginxinc nginx-unprivileged hashicorp confluentinc linuxserver circleci bitnami prometheus grafana eclipse-temurin vibersastra thanhtudo thieunutre chanquaa bkimminich vimagick jlesage tiangolo osixia wurstmeister jwilder mplatform ckulka wnameless fjudith dockurr kasmweb jupyterhub mcuadros jetbrains sonatype portainer traefik gitlab gitlab-runner uptime-kuma homeassistant pihole vaultwarden louislam containrrr zabbix nextcloud frappe odoo strapi mattermost rocketchat keycloak hasura supabase appwrite directus ghost umami plausible metabase redash superset airflow dagster prefect kestra n8nio windmill budibase tooljet appsmith nocodb baserow teable seatable calcom cal-com twenty plane hoppscotch mintplex anythingllm ollama open-webui localai vllm tgi triton nvcr rapidsai pytorch-lightning huggingface deepspeed jaegertracing openzipkin signoz uptrace hyperdx highlight sentry glitchtip posthog growthbook unleash flagsmith flipt goflagr mailhog mailpit maildev smtp4dev greenmail roundcube snappymail rainloop postfix dovecot opendkim rspamd clamav amavis mailcow iredmail modoboa mailu poste docker-mailserver stalwart maddy chasquid haraka wildduck zonemta lldap authelia authentik zitadel kanidm dex ory kratos hydra oathkeeper keto casdoor logto supertokens hanko passbolt bitwarden vaultwarden psono padloc teampass kubeapps kubeview k9s octant lens headlamp kubevious popeye kubescape trivy grype syft clair anchore snyk sonarqube checkov tfsec terrascan kics hadolint dockle dive skopeo crane regclient oras notation cosign rekor fulcio sigstore kyverno gatekeeper falco tracee tetragon cilium hubble calico flannel weave antrea multus whereabouts metallb kubevip purelb openelb kube-router coredns externaldns certmanager reloader stakater kured descheduler karpenter keda knative kubeless openfaas fission nuclio mcrosoft golangci-lint".split_whitespace();
-        let random = "x7kq9zvw2p jx8qz0k3 qwxzkvbn zxcvqwer kqzvbnxw a8f3k2j9 zq9x7w3v mxkzqprt bxqzr wklqzpv vzxq8k7 j3k9x2m8 k8s2x9q1 tqxbzm rzkxqv9 pwq4zx7n gkvxz0qj dfjkqwzx nbvcxzqw 8xk2qz7v jqxz8w3k".split_whitespace();
-        let mut seed = 0x2545f4914f6cdd1du64;
+    fn edits_are_classified_from_the_alignment() {
+        let one = |c: &str, t: &str| classify(c, t).map(|e| (e.first, e.second));
+        assert_eq!(one("ngnix", "nginx"), Some((EditKind::Transposition, None)));
+        assert_eq!(one("ubunt", "ubuntu"), Some((EditKind::Omission, None)));
+        assert_eq!(
+            one("postgress", "postgres"),
+            Some((EditKind::Repetition, None))
+        );
+        assert_eq!(
+            one("alpine2", "alpine"),
+            Some((EditKind::DigitAddition, None))
+        );
+        assert_eq!(one("nginz", "nginx"), Some((EditKind::NeighbourKey, None)));
+        assert_eq!(one("ubantu", "ubuntu"), Some((EditKind::VowelSwap, None)));
+        assert_eq!(one("alp1ne", "alpine"), Some((EditKind::LookAlike, None)));
+        assert!(neighbours(b'e', b's') && neighbours(b'q', b'1') && !neighbours(b'b', b'f'));
+        assert_eq!(skeleton("bitnarni"), skeleton("bitnami"));
+        assert_eq!(skeleton("1ibrary"), skeleton("library"));
+        assert_eq!(skeleton("c1oud"), skeleton("doud"));
+        assert_eq!(skeleton("vvordpress"), skeleton("wordpress"));
+        assert!(osa_within(b"ngnix", b"nginx", 1) && !osa_within(b"someuser", b"euleros", 2));
+        assert_eq!(strsim::damerau_levenshtein("ngnix", "nginx"), 1);
+    }
+
+    #[test]
+    fn lookalike_namespaces_are_named_with_the_real_name() {
+        let cases = [
+            ("libary/nginx", "library", "docker.io/library/nginx"),
+            ("librray/redis", "library", "docker.io/library/redis"),
+            ("1ibrary/alpine", "library", "docker.io/library/alpine"),
+            (
+                "library-official/nginx",
+                "library",
+                "docker.io/library/nginx",
+            ),
+            ("official/nginx", "library", "docker.io/library/nginx"),
+            ("dockerofficial/redis", "library", "docker.io/library/redis"),
+            ("dockerhub/ubuntu", "library", "docker.io/library/ubuntu"),
+            (
+                "docker-library/python",
+                "library",
+                "docker.io/library/python",
+            ),
+            ("ubuntuu/ubuntu", "ubuntu", "docker.io/library/ubuntu"),
+            ("debain/debian", "debian", "docker.io/library/debian"),
+            ("bitnarni/redis", "bitnami", "docker.io/bitnami/redis"),
+            (
+                "bitnami-official/redis",
+                "bitnami",
+                "docker.io/bitnami/redis",
+            ),
+            ("hashicrop/vault", "hashicorp", "docker.io/hashicorp/vault"),
+            ("grafanna/loki", "grafana", "docker.io/grafana/loki"),
+            (
+                "linux-server/plex",
+                "linuxserver",
+                "docker.io/linuxserver/plex",
+            ),
+            ("nginx-official/nginx", "nginx", "docker.io/library/nginx"),
+        ];
+        for (name, target, suggestion) in cases {
+            let f = hub(name);
+            assert_eq!(rules(&f), ["name.lookalike-namespace"], "{name}: {f:#?}");
+            assert_eq!(f[0].evidence.matched, target, "{name}");
+            assert_eq!(f[0].evidence.field.as_deref(), Some("namespace"));
+            assert!(
+                f[0].message
+                    .ends_with(&format!("did you mean {suggestion}?")),
+                "{name}: {}",
+                f[0].message
+            );
+            assert_eq!(f[0].severity, Severity::High);
+        }
+        assert_eq!(
+            rules(&hub("docker-images/nginx")),
+            ["name.lookalike-namespace"]
+        );
+        assert_eq!(
+            rules(&hub("azure-functions-official/node")),
+            ["name.lookalike-namespace"]
+        );
+        assert!(hub("team-io/myapp").is_empty());
+        assert!(hub("images/myapp").is_empty());
+        // A look-alike namespace with a repository that is not official: no guess at the repo.
+        let f = hub("official/webapp");
+        assert_eq!(rules(&f), ["name.lookalike-namespace"]);
+        assert!(!f[0].message.contains("did you mean"));
+        // Off Docker Hub the namespace is still a look-alike; publisher suggestions keep the host.
+        let f = check("ghcr.io", "bitnarni/redis");
+        assert!(
+            f[0].message
+                .ends_with("did you mean ghcr.io/bitnami/redis?"),
+            "{}",
+            f[0].message
+        );
+        // Near misses of official names as namespaces need a related repository or a
+        // high-confidence change: many user names are a letter from one (`julian` / `julia`).
+        assert!(hub("julian/myapp").is_empty());
+        assert!(hub("fedara/myapp").is_empty());
+        assert_eq!(rules(&hub("fedara/fedora")), ["name.lookalike-namespace"]);
+        assert_eq!(rules(&hub("alpiine/myapp")), ["name.lookalike-namespace"]);
+    }
+
+    #[test]
+    fn claims_of_officialness_and_combosquats() {
+        let cases = [
+            ("someuser/nginx-official", "name.official-claim", "nginx"),
+            ("someuser/official-nginx", "name.official-claim", "nginx"),
+            ("someuser/verified_redis", "name.official-claim", "redis"),
+            ("someuser/php-official", "name.official-claim", "php"),
+            ("someuser/nginx-utils", "name.combosquat", "nginx"),
+            ("web/redis-server", "name.combosquat", "redis"),
+            ("someuser/ubuntu-data", "name.combosquat", "ubuntu"),
+            ("someuser/alpine-utils", "name.combosquat", "alpine"),
+            ("someuser/latest-nginx", "name.combosquat", "nginx"),
+            (
+                "someuser/postgres-docker-image",
+                "name.combosquat",
+                "postgres",
+            ),
+            (
+                "someuser/ubuntu-upstart-data",
+                "name.combosquat",
+                "ubuntu-upstart",
+            ),
+        ];
+        for (name, rule, target) in cases {
+            let f = hub(name);
+            assert_eq!(rules(&f), [rule], "{name}: {f:#?}");
+            assert_eq!(f[0].evidence.matched, target, "{name}");
+            assert!(f[0]
+                .message
+                .ends_with(&format!("did you mean docker.io/library/{target}?")));
+        }
+        let combo = hub("someuser/nginx-utils");
+        assert_eq!(
+            (combo[0].severity, combo[0].score),
+            (Severity::Medium, 50.0)
+        );
+        assert!(combo[0].message.contains("with `utils` added"));
+        // Short official names make combosquats only with a claim.
+        assert!(hub("someuser/php-server").is_empty());
+        // Words outside the lists are ordinary naming.
+        assert!(hub("someuser/nginx-proxy").is_empty());
+        assert!(hub("someuser/python-app").is_empty());
+    }
+
+    #[test]
+    fn random_names_are_found_and_readable_ones_left_alone() {
+        let f = hub("x7kq9zvw2p/jx8qz0k3");
+        assert_eq!(f[0].evidence.field.as_deref(), Some("namespace"));
+        assert_eq!(f[0].evidence.matched, "x7kq9zvw2p");
+        assert_eq!(f[1].evidence.field.as_deref(), Some("repository"));
+        assert_eq!(f[1].evidence.matched, "jx8qz0k3");
+        for name in [
+            "qwxzkvbn",
+            "a8f3k2j9",
+            "mxkzqprt",
+            "c43602f9cc95",
+            "700888880a0",
+        ] {
+            assert!(INSPECTOR.randomness(name).is_some(), "{name}");
+        }
+        assert_eq!(INSPECTOR.randomness("c43602f9cc95"), Some(Randomness::Hex));
+        assert!(is_hex_like("700888880a0") && !is_hex_like("deadbeef") && !is_hex_like("cafe42"));
+        // Syllable-like, readable names, including the §8 scenarios and real publishers.
+        for name in [
+            "webhelper",
+            "nodejs-lts",
+            "ssh-bastion",
+            "someuser",
+            "redis-commander",
+            "rediscommander",
+            "confluentinc",
+            "linuxserver",
+            "eclipse-temurin",
+            "nginx-unprivileged",
+            "billing-api",
+            "vibersastra",
+            "thanhtudo",
+            "bkimminich",
+            "wurstmeister",
+            "jupyterhub",
+            "hoppscotch",
+            "containrrr",
+            "kasmweb",
+            "appwrite",
+            "growthbook",
+            "mattermost",
+            "karpenter",
+            "freebooks2024",
+            "ebook-download",
+            "rhythms",
+        ] {
+            assert_eq!(INSPECTOR.randomness(name), None, "{name}");
+        }
+    }
+
+    /// Readability is judged by letter pairs, digits mixed into letters, consonant runs and
+    /// entropy together; on uniformly random strings it finds most, and on pairs of English words
+    /// almost none.
+    #[test]
+    fn randomness_separates_random_strings_from_words() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
         };
-        let mut gen = |alphabet: &[u8], lo: u64, hi: u64| {
-            let len = lo + next() % (hi - lo);
-            (0..len)
-                .map(|_| char::from(alphabet[(next() % alphabet.len() as u64) as usize]))
-                .collect::<String>()
-        };
-        let alnum = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let letters = b"abcdefghijklmnopqrstuvwxyz";
-        for (label, alphabet, lo, hi) in [
-            ("alnum", &alnum[..], 8, 16),
-            ("letters", &letters[..], 8, 14),
-            ("alnum6", &alnum[..], 6, 8),
-            ("letters6", &letters[..], 6, 8),
-        ] {
-            let sample: Vec<String> = (0..500).map(|_| gen(alphabet, lo, hi)).collect();
-            let hits = sample.iter().filter(|n| i.randomness(n).is_some()).count();
-            for th in [4.0f32, 4.25, 4.5, 4.75, 5.0] {
-                let c = sample
-                    .iter()
-                    .filter(|n| is_hex_like(n) || i.model.unreadability(n) >= th)
-                    .count();
-                println!("  {label} at {th}: {c}");
-            }
-            let missed: Vec<&String> = sample
-                .iter()
-                .filter(|n| i.randomness(n).is_none())
-                .take(12)
+        let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut found = 0;
+        for _ in 0..300 {
+            let len = 10 + next() % 7;
+            let s: String = (0..len)
+                .map(|_| char::from(alphabet[(next() % 36) as usize]))
                 .collect();
-            println!("RATE {label}: {hits}/500 missed e.g. {missed:?}");
+            found += usize::from(INSPECTOR.randomness(&s).is_some());
         }
-        if let Ok(dict) = std::fs::read_to_string("/usr/share/dict/words") {
-            let words: Vec<&str> = dict
-                .lines()
-                .filter(|w| w.len() >= 3 && w.bytes().all(|b| b.is_ascii_lowercase()))
-                .collect();
-            let mut fps = Vec::new();
-            let mut total = 0;
-            let mut ths = [0; 5];
-            for _ in 0..3000 {
-                let a = words[(next() % words.len() as u64) as usize];
-                let b = words[(next() % words.len() as u64) as usize];
-                for n in [a.to_string(), format!("{a}{b}")] {
-                    total += 1;
-                    for (k, th) in [4.0f32, 4.25, 4.5, 4.75, 5.0].iter().enumerate() {
-                        if i.model.unreadability(&n) >= *th {
-                            ths[k] += 1;
-                        }
-                    }
-                    if i.randomness(&n).is_some() {
-                        fps.push(n);
-                    }
-                }
-            }
-            println!("FP by threshold {ths:?}");
-            println!(
-                "FP dict: {}/{total} e.g. {:?}",
-                fps.len(),
-                &fps[..fps.len().min(40)]
-            );
-        }
-        for (label, set) in [
-            ("benign", benign.collect::<Vec<_>>()),
-            ("random", random.collect::<Vec<_>>()),
-        ] {
-            for n in set {
-                let toks: Vec<String> = n
-                    .split(['.', '_', '-'])
-                    .filter(|t| t.len() >= MIN_RANDOM_LEN)
-                    .map(|t| {
-                        format!(
-                            "{t}={:.2}/{:.2}",
-                            i.model.unreadability(t),
-                            i.model.surprise(t)
-                        )
-                    })
-                    .collect();
-                println!("{label} {n}: {:?} {}", i.randomness(n), toks.join(" "));
+        assert!(found >= 270, "{found}/300 random strings found");
+        let words: Vec<&str> = WORDS.split_whitespace().filter(|w| w.len() >= 3).collect();
+        let mut flagged = Vec::new();
+        for _ in 0..1000 {
+            let a = words[(next() % words.len() as u64) as usize];
+            let b = words[(next() % words.len() as u64) as usize];
+            let name = format!("{a}{b}");
+            if INSPECTOR.randomness(&name).is_some() {
+                flagged.push(name);
             }
         }
+        assert!(flagged.len() <= 5, "{flagged:?}");
+    }
+
+    #[test]
+    fn findings_carry_the_rules_weight_and_the_name_place() {
+        let f = hub("libary/nginx");
+        assert_eq!(f[0].place, Place::Name);
+        assert_eq!(f[0].score, 100.0 * Place::Name.multiplier());
+        assert_eq!(f[0].evidence.matched, "library");
+        assert!(f[0]
+            .message
+            .starts_with("docker.io/libary/nginx: namespace `libary` looks like"));
+        // Every Docker Hub alias is shown as docker.io.
+        let f = check("registry-1.docker.io", "library/ngnix");
+        assert!(
+            f[0].message.starts_with("docker.io/library/ngnix: "),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn a_detector_without_a_rule_does_not_run() {
+        let pack = RuleSet::builtin().unwrap();
+        let only_typos: Vec<Rule> = pack
+            .rules
+            .iter()
+            .filter(|r| r.id == "name.typosquat")
+            .cloned()
+            .collect();
+        let i = NameInspector::new(
+            &PopularNames::builtin().unwrap(),
+            &RuleSet::from_rules(only_typos).unwrap(),
+        );
+        let find = |n: &str| i.inspect("docker.io", &n.parse().unwrap());
+        assert!(find("libary/nginx").is_empty());
+        assert!(find("c43602f9cc95/openjdk").is_empty());
+        assert!(find("x7kq9zvw2p/jx8qz0k3").is_empty());
+        assert!(find("someuser/nginx-official").is_empty());
+        assert_eq!(rules(&find("someuser/ngnix")), ["name.typosquat"]);
+    }
+
+    #[test]
+    fn inspection_is_fast() {
+        fn shareable<T: Send + Sync>(_: &T) {}
+        shareable(&*INSPECTOR);
+        let names: Vec<RepoName> = [
+            "someuser/alpine2",
+            "libary/nginx",
+            "x7kq9zvw2p/jx8qz0k3",
+            "acme/billing-api",
+        ]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+        let start = std::time::Instant::now();
+        for _ in 0..250 {
+            for n in &names {
+                std::hint::black_box(INSPECTOR.inspect("docker.io", n));
+            }
+        }
+        // Microseconds in release; this generous bound (unoptimised, on a shared machine) only
+        // guards against an accidental scan of every name against every variant.
+        let each = start.elapsed() / 1000;
+        assert!(
+            each < std::time::Duration::from_millis(2),
+            "{each:?} per name"
+        );
     }
 }
