@@ -69,7 +69,11 @@ fn fixture(mb: usize) -> std::path::PathBuf {
         );
         image = image.layer(layer);
     }
-    let w = image.write(&dir, Some("v1"));
+    // Written aside and renamed, so an interrupted build never looks finished.
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let w = image.write(&partial, Some("v1"));
+    std::fs::rename(&partial, &dir).unwrap();
     eprintln!("fixture: {} bytes in blobs", w.size);
     dir
 }
