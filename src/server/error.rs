@@ -79,12 +79,14 @@ impl ApiError {
 /// The longest reason phrase sent.
 const MAX_REASON: usize = 200;
 
-/// `Blocked by portcullis: …` as a valid HTTP/1.1 reason phrase (visible ASCII and spaces).
-pub fn reason_phrase(message: &str) -> hyper::ext::ReasonPhrase {
+/// `Blocked by portcullis: <slug>: …` as a valid HTTP/1.1 reason phrase (visible ASCII and
+/// spaces). The slug (the main rule id) comes first: the phrase is cut at [`MAX_REASON`], and the
+/// message starts with the subject's 71-character digest.
+pub fn reason_phrase(slug: &str, message: &str) -> hyper::ext::ReasonPhrase {
     let text = message
         .strip_prefix("blocked by portcullis: ")
         .unwrap_or(message);
-    let mut phrase: String = format!("Blocked by portcullis: {text}")
+    let mut phrase: String = format!("Blocked by portcullis: {slug}: {text}")
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -138,7 +140,9 @@ impl IntoResponse for ApiError {
             Error::Blocked(b) => {
                 // containerd prints the status line, not the body: the reason goes there too
                 // (HTTP/1.1 only; HTTP/2 has no reason phrase).
-                response.extensions_mut().insert(reason_phrase(&b.message));
+                response
+                    .extensions_mut()
+                    .insert(reason_phrase(&b.slug, &b.message));
             }
             _ => {}
         }
@@ -148,5 +152,29 @@ impl IntoResponse for ApiError {
             tracing::info!(%status, error = %self.0, "request refused");
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_phrase_names_the_rule_before_it_is_cut() {
+        let message = format!(
+            "blocked by portcullis: docker.io/acme/app@sha256:{} (score 450): {}",
+            "a".repeat(64),
+            "a validated Monero wallet together with a pool host\u{2026} ".repeat(5)
+        );
+        let phrase = reason_phrase("miner.wallet-with-pool", &message);
+        let phrase = std::str::from_utf8(phrase.as_bytes()).unwrap();
+        assert!(
+            phrase
+                .starts_with("Blocked by portcullis: miner.wallet-with-pool: docker.io/acme/app@"),
+            "{phrase}"
+        );
+        assert!(phrase.ends_with("..."), "{phrase}");
+        assert_eq!(phrase.len(), MAX_REASON + 3);
+        assert!(phrase.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
     }
 }
