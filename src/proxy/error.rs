@@ -51,6 +51,10 @@ pub enum Error {
         host: String,
         retry_after: Option<Duration>,
     },
+    /// A fault of the proxy itself (out of threads, …).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// The upstream sent something that cannot be right (wrong digest, oversized manifest).
     #[error("upstream {host} sent a bad answer: {reason}")]
     BadUpstream { host: String, reason: String },

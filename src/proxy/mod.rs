@@ -2,6 +2,7 @@
 //! upstream, verified, and streamed on with tail-hold.
 
 pub mod error;
+pub mod offload;
 pub mod range;
 pub mod tags;
 pub mod tailhold;
@@ -525,7 +526,9 @@ impl Registry for PullThrough {
             checks.extend(f.checks(&req));
         }
         if let Some(g) = &self.guard {
-            checks.extend(g.layer_check(&req.route, &req.digest, &req.who));
+            if let Some(check) = g.layer_check(&req.route, &req.digest, &req.who) {
+                checks.push(offloaded(&req.digest, check)?);
+            }
         }
         let w = window.map_or(Window::ALL, |(start, end)| Window {
             start,
@@ -614,6 +617,14 @@ impl Registry for PullThrough {
         let idle = self.client.settings().idle_timeout();
         json_reply(&route, response, headers, media::OCI_INDEX, idle).await
     }
+}
+
+/// Runs a layer's inspection on its own thread, so the blob streams while it is judged.
+fn offloaded(digest: &Digest, check: Box<dyn BlobCheck>) -> Result<Box<dyn BlobCheck>> {
+    let name = format!("inspect-{}", &digest.hex()[..12.min(digest.hex().len())]);
+    offload::Offloaded::new(name, check, offload::DEFAULT_CAPACITY)
+        .map(|o| Box::new(o) as Box<dyn BlobCheck>)
+        .map_err(|e| Error::Internal(format!("cannot start an inspector thread: {e}")))
 }
 
 /// The largest tag list or referrers index passed through.

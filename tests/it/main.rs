@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod containerd;
 mod docker;
+mod enforce;
 mod faults;
 mod skopeo;
 mod store_cli;
