@@ -72,6 +72,7 @@ impl ApiError {
                 Upstream,
             ),
             Error::BadUpstream { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown, Upstream),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, Proxy),
         }
     }
 }
