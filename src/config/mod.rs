@@ -34,15 +34,29 @@ pub struct Config {
 }
 
 /// `[inspect]`: what the inspectors look for, beyond the built-in rule pack and name list.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InspectConfig {
+    /// false turns inspection off: portcullis is then a plain verifying pull-through proxy (names,
+    /// configs and layers are not judged, stored verdicts and overrides are not consulted).
+    /// Default true.
+    pub enabled: bool,
     /// Rule files (TOML, the format of `config/rules/*.toml`) added to the built-in pack. A rule may
     /// not reuse a built-in id. Default none.
     pub rule_files: Vec<PathBuf>,
     /// Popular-name files (the format of `config/popular.toml`) added to the bundled list that
     /// typosquats are measured against. Default none.
     pub popular_files: Vec<PathBuf>,
+}
+
+impl Default for InspectConfig {
+    fn default() -> Self {
+        InspectConfig {
+            enabled: true,
+            rule_files: Vec::new(),
+            popular_files: Vec::new(),
+        }
+    }
 }
 
 /// `[audit]`: the audit trail, one JSON line per decision.
