@@ -14,7 +14,8 @@ pub mod upstream;
 
 use std::sync::Arc;
 
-/// Builds the inspection side from the config: rules, names, policy, audit, over `store`.
+/// Builds the inspection side from the config: rules, names, policy, audit, Docker Hub reputation
+/// (when enabled), over `store`.
 pub fn guard(
     config: &config::Config,
     store: Arc<dyn store::VerdictStore>,
@@ -34,14 +35,20 @@ pub fn guard(
     let policy = policy::Policy::new(config.policy.clone())?;
     let audit = policy::audit::AuditLog::open(&config.audit.path)
         .map_err(|e| anyhow::anyhow!("audit.path {:?}: {e}", config.audit.path))?;
-    Ok(policy::guard::Guard::new(
-        rules,
+    let guard = policy::guard::Guard::new(
+        rules.clone(),
         names,
         store,
         policy,
         audit,
         inspect::layer::Limits::default(),
-    ))
+    );
+    if !config.reputation.enabled {
+        return Ok(guard);
+    }
+    let reputation = inspect::reputation::Reputation::new(&config.reputation, &rules)?;
+    tracing::info!(api = %config.reputation.api_url, "Docker Hub reputation lookups on");
+    Ok(guard.with_reputation(reputation))
 }
 
 /// Builds the whole service from a validated config: upstream client, guard, registry, router.

@@ -31,6 +31,8 @@ pub struct Config {
     pub inspect: InspectConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub reputation: crate::inspect::reputation::ReputationConfig,
 }
 
 /// `[inspect]`: what the inspectors look for, beyond the built-in rule pack and name list.
@@ -265,7 +267,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             field: field.into(),
             message: message.into(),
@@ -298,6 +300,7 @@ impl Config {
     /// Checks what serde cannot: addresses, URLs, references between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.reputation.validate()?;
         let u = &self.upstream;
         if u.attempts == 0 {
             return Err(ConfigError::field(

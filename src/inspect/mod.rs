@@ -1,9 +1,11 @@
 //! Inspection: judging image names, configs and layers. Inspectors are pure and synchronous: they
 //! take names, JSON or byte chunks and return [`Finding`]s; scoring turns findings into a verdict.
+//! The one piece of I/O, Docker Hub metadata, is kept apart in [`reputation`].
 
 pub mod config;
 pub mod layer;
 pub mod name;
+pub mod reputation;
 pub mod rules;
 pub mod verdict;
 pub mod wallet;

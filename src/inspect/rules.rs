@@ -33,6 +33,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../config/rules/obfuscation.toml"),
     ),
     ("name.toml", include_str!("../../config/rules/name.toml")),
+    (
+        "reputation.toml",
+        include_str!("../../config/rules/reputation.toml"),
+    ),
 ];
 
 /// Where a rule's literals and regexes are looked for.

@@ -4,12 +4,15 @@
 //! judges a layer while it streams.
 //!
 //! Store reads and writes are synchronous sled calls of a few microseconds; they are made inline.
+//! The one wait is Docker Hub reputation in [`Guard::check_name`], bounded by its timeout and
+//! cached per repository.
 
 use super::audit::{AuditLog, AuditRecord};
 use super::{FailMode, Mode, Policy};
 use crate::inspect::config::ConfigInspector;
 use crate::inspect::layer::{Compression, LayerInspector, LayerReport, LayerRules, Limits};
 use crate::inspect::name::NameInspector;
+use crate::inspect::reputation::Reputation;
 use crate::inspect::rules::RuleSet;
 use crate::inspect::{cut, Category, Decision, Evidence, Finding, Place, Severity, Verdict};
 use crate::oci::{Digest, QualifiedName, Reference};
@@ -119,6 +122,7 @@ pub struct Guard {
     pub policy: Policy,
     audit: AuditLog,
     limits: Limits,
+    reputation: Option<Reputation>,
 }
 
 impl Guard {
@@ -138,7 +142,14 @@ impl Guard {
             policy,
             audit,
             limits,
+            reputation: None,
         }
+    }
+
+    /// Adds Docker Hub reputation to the judgement of docker.io names.
+    pub fn with_reputation(mut self, reputation: Reputation) -> Guard {
+        self.reputation = Some(reputation);
+        self
     }
 
     pub fn ruleset_hash(&self) -> &str {
@@ -229,13 +240,21 @@ impl Guard {
     }
 
     /// Judges a repository name before anything goes upstream.
-    pub fn check_name(&self, route: &Route, who: &Who) -> Result<(), Blocked> {
+    ///
+    /// The name's own verdict is stored. Docker Hub reputation, when configured, is added at each
+    /// call and never stored: it changes over time and is cached apart (see
+    /// [`Reputation`]). It is only looked up for a Hub name that already scores: reputation counts
+    /// at most as much as the other evidence, so for a clean name it could change nothing.
+    pub async fn check_name(&self, route: &Route, who: &Who) -> Result<(), Blocked> {
         let qn = Self::qualified(route);
         let subject = qn.to_string();
         if let Some(o) = self.overridden(route, None, &subject) {
             return o;
         }
-        let (verdict, fresh) = match self.store.get_verdict(Subject::Repo(&qn), &self.rules.hash) {
+        let (mut verdict, fresh) = match self
+            .store
+            .get_verdict(Subject::Repo(&qn), &self.rules.hash)
+        {
             Ok(lookup) => match lookup.current() {
                 Some(v) => (v, false),
                 None => {
@@ -254,6 +273,16 @@ impl Guard {
                 )
             }
         };
+        if let Some(reputation) = &self.reputation {
+            if route.upstream.official_prefix && verdict.score > 0.0 {
+                let found = reputation.findings(&route.repo).await;
+                if !found.is_empty() {
+                    let mut findings = verdict.findings;
+                    findings.extend(found);
+                    verdict = self.verdict(findings);
+                }
+            }
+        }
         let mode = self.decide(route, who, "name", None, None, &verdict, fresh);
         if verdict.decision == Decision::Block && mode == Mode::Enforce {
             return Err(Blocked::from_verdict(&subject, &verdict));

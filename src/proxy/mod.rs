@@ -478,7 +478,7 @@ impl PullThrough {
 impl Registry for PullThrough {
     async fn manifest(&self, req: ManifestRequest) -> Result<ManifestReply> {
         if let Some(g) = &self.guard {
-            g.check_name(&req.route, &req.who)?;
+            g.check_name(&req.route, &req.who).await?;
         }
         let reply = self
             .fetch_manifest(&req.route, &req.reference, &req.accept)
@@ -491,7 +491,7 @@ impl Registry for PullThrough {
 
     async fn blob(&self, req: BlobRequest) -> Result<BlobReply> {
         if let Some(g) = &self.guard {
-            g.check_name(&req.route, &req.who)?;
+            g.check_name(&req.route, &req.who).await?;
             g.check_blob(&req.route, &req.digest, &req.who)?;
         }
         let rest = format!("blobs/{}", req.digest);
@@ -553,7 +553,7 @@ impl Registry for PullThrough {
 
     async fn tags(&self, route: Route, page: Page, link_base: String) -> Result<JsonReply> {
         if let Some(g) = &self.guard {
-            g.check_name(&route, &Who::default())?;
+            g.check_name(&route, &Who::default()).await?;
         }
         let query = page.query();
         let response = self
@@ -598,7 +598,7 @@ impl Registry for PullThrough {
         query: Option<String>,
     ) -> Result<JsonReply> {
         if let Some(g) = &self.guard {
-            g.check_name(&route, &Who::default())?;
+            g.check_name(&route, &Who::default()).await?;
         }
         let rest = format!("referrers/{digest}");
         let response = self

@@ -8,5 +8,6 @@ mod containerd;
 mod docker;
 mod enforce;
 mod faults;
+mod reputation;
 mod skopeo;
 mod store_cli;
