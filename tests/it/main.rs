@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod common;
 mod containerd;
+mod corpus;
 mod docker;
 mod enforce;
 mod faults;

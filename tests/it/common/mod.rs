@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod containerd;
+pub mod corpus;
 pub mod dockerd;
 pub mod fake;
 pub mod image;
