@@ -756,16 +756,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_typosquat_with_a_poor_reputation_is_blocked_and_a_popular_one_is_not() {
+    async fn a_combosquat_with_a_poor_reputation_is_blocked_and_a_popular_one_is_not() {
         let hub = FakeHub::start().await;
         let g = guard(&hub);
         let who = Who::default();
         let blocked = g
-            .check_name(&route("docker.io", true, "newbie/ngnix"), &who)
+            .check_name(&route("docker.io", true, "newbie/nginx-utils"), &who)
             .await
             .unwrap_err();
         assert!(
-            blocked.message.contains("name.typosquat"),
+            blocked.message.contains("name.combosquat"),
             "{}",
             blocked.message
         );
@@ -775,16 +775,17 @@ mod tests {
             blocked.message
         );
         // The stored name verdict is reused and Hub's answer comes from the cache.
-        g.check_name(&route("docker.io", true, "newbie/ngnix"), &who)
+        g.check_name(&route("docker.io", true, "newbie/nginx-utils"), &who)
             .await
             .unwrap_err();
-        assert_eq!(hub.hits("newbie/ngnix"), 1);
-        // The same near miss, pulled millions of times: a warning, not a block.
-        g.check_name(&route("docker.io", true, "bigcorp/ngnix"), &who)
+        assert_eq!(hub.hits("newbie/nginx-utils"), 1);
+        // The same name, pulled millions of times: a warning, not a block. (A clear typosquat such
+        // as `ngnix` weighs the block threshold on its own; a combosquat needs the reputation.)
+        g.check_name(&route("docker.io", true, "bigcorp/nginx-utils"), &who)
             .await
             .unwrap();
         // Hub down for this name: the name alone decides (a warning).
-        g.check_name(&route("docker.io", true, "ghost/ngnix"), &who)
+        g.check_name(&route("docker.io", true, "ghost/nginx-utils"), &who)
             .await
             .unwrap();
     }
