@@ -151,7 +151,7 @@ impl LayerRules {
             _ => Some(Class::Plain),
         };
         let fast = [Class::Plain, Class::Elf, Class::Script, Class::PathRule].map(|class| {
-            let mut literals: Vec<String> = set
+            let mut literals: Vec<Vec<u8>> = set
                 .rules
                 .iter()
                 .zip(&roles)
@@ -161,7 +161,11 @@ impl LayerRules {
                             c == Class::Plain || c == class || class == Class::PathRule
                         })
                 })
-                .flat_map(|(r, _)| r.literals.iter().map(|l| l.to_ascii_lowercase()))
+                .flat_map(|(r, _)| {
+                    r.literals
+                        .iter()
+                        .map(|l| l.bytes().map(fold).collect::<Vec<u8>>())
+                })
                 .collect();
             literals.sort_unstable();
             literals.dedup();
@@ -212,7 +216,7 @@ struct Hits {
     tail: Vec<u8>,
     joint: Vec<u8>,
     /// The current piece, ASCII-lowercased, for the fast searcher.
-    lower: Vec<u8>,
+    folded: Vec<u8>,
     seen: Vec<u64>,
     list: Vec<FileHit>,
 }
@@ -293,16 +297,15 @@ impl Hits {
     /// starts in `[s, e)`, overlapping ones included; the search resumes at `e`.
     fn scan_fast(&mut self, rules: &LayerRules, fast: &packed::Searcher, piece: &[u8], at: u64) {
         let matcher = rules.content();
-        self.lower.clear();
-        self.lower.extend(
-            piece
-                .iter()
-                .map(|&b| b | (u8::from(b.wrapping_sub(b'A') < 26) << 5)),
-        );
-        let lower = std::mem::take(&mut self.lower);
+        let mut folded = std::mem::take(&mut self.folded);
+        folded.resize(piece.len(), 0);
+        // A plain zip over two slices: the compiler vectorises it.
+        for (l, &b) in folded.iter_mut().zip(piece) {
+            *l = fold(b);
+        }
         let mut pos = 0;
         while pos < piece.len() {
-            let Some(m) = fast.find_in(&lower, Span::from(pos..piece.len())) else {
+            let Some(m) = fast.find_in(&folded, Span::from(pos..piece.len())) else {
                 break;
             };
             let (s, e) = (m.start(), m.end());
@@ -314,8 +317,17 @@ impl Hits {
             });
             pos = e;
         }
-        self.lower = lower;
+        self.folded = folded;
     }
+}
+
+/// ASCII lowercase, then each byte's low nibble XORed into its high nibble: a bijection on
+/// lowercased bytes, so a literal matches case-insensitively exactly where its folded form matches
+/// the folded text. Lowercase letters all have high nibble 6 or 7, which blinds Teddy's nibble
+/// fingerprints on text; after the XOR the high nibbles spread over all sixteen values.
+fn fold(b: u8) -> u8 {
+    let l = b | (u8::from(b.wrapping_sub(b'A') < 26) << 5);
+    l ^ (l << 4)
 }
 
 /// The regular file being read.
@@ -365,7 +377,7 @@ impl Analyzer {
                 overlap: overlap.max(usize::from(rules.content().max_literal_len > 0)),
                 tail: Vec::with_capacity(overlap),
                 joint: Vec::with_capacity(2 * overlap),
-                lower: Vec::new(),
+                folded: Vec::new(),
                 seen: vec![0; words],
                 list: Vec::new(),
             },
