@@ -8,7 +8,7 @@
 //! Figures are ratios measured in the same run, so a slower machine moves all columns together.
 
 #[path = "../tests/it/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)] // dead_code: allowed inside common itself
 mod common;
 
 use common::*;

@@ -483,8 +483,11 @@ pub struct LayerCheck {
     inspector: Option<LayerInspector>,
     block_at: f64,
     seen_version: u64,
-    on_report: Option<Box<dyn FnOnce(&LayerReport) + Send>>,
+    on_report: Option<OnReport>,
 }
+
+/// Receives a layer's report when its stream ends (or is refused early).
+pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
 
 impl LayerCheck {
     pub fn new(inspector: LayerInspector, block_at: f64) -> LayerCheck {
@@ -496,7 +499,7 @@ impl LayerCheck {
         }
     }
 
-    pub fn on_report(mut self, f: Box<dyn FnOnce(&LayerReport) + Send>) -> LayerCheck {
+    pub fn on_report(mut self, f: OnReport) -> LayerCheck {
         self.on_report = Some(f);
         self
     }
