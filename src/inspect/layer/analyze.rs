@@ -8,6 +8,7 @@ use super::tar::{Entry, Kind, TarSink};
 use super::{elf, xmrig, Limits};
 use crate::inspect::rules::{Hit, Matcher, Rule, RuleSet, Scope};
 use crate::inspect::{cut, wallet, Category, Evidence, Finding, Place};
+use aho_corasick::{packed, Span};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -105,6 +106,21 @@ pub struct LayerRules {
     upx_rule: Option<usize>,
     upx_tampered: Option<usize>,
     packed: Option<usize>,
+    /// Per file [`Class`]: a SIMD (Teddy) searcher over the content literals that class needs,
+    /// lowercased and deduplicated, run on lowercased bytes: it finds where a literal may start,
+    /// and the exact automaton confirms. `None` where Teddy is not available (or too many
+    /// literals): the automaton scans alone, for every literal.
+    fast: [Option<packed::Searcher>; 4],
+}
+
+/// Which literals a file's content is searched for: the rules that apply to every file, plus
+/// those for ELF files, for scripts, or (files at a rule's paths, which are few) all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Plain = 0,
+    Elf = 1,
+    Script = 2,
+    PathRule = 3,
 }
 
 impl LayerRules {
@@ -125,7 +141,46 @@ impl LayerRules {
             upx.extend(rule.regexes.iter().map(|_| None));
         }
         let find = |want: Role| roles.iter().position(|r| *r == want);
+        // Which file classes need each rule's literals: every file, ELF files, scripts, or only
+        // files at a rule's paths (those get every literal).
+        let class_of = |role: Role| match role {
+            Role::Elf | Role::Upx | Role::UpxTampered => Some(Class::Elf),
+            Role::Script => Some(Class::Script),
+            Role::Path | Role::Executable => Some(Class::PathRule),
+            Role::Ignored => None,
+            _ => Some(Class::Plain),
+        };
+        let fast = [Class::Plain, Class::Elf, Class::Script, Class::PathRule].map(|class| {
+            let mut literals: Vec<Vec<u8>> = set
+                .rules
+                .iter()
+                .zip(&roles)
+                .filter(|(r, role)| {
+                    r.scopes.contains(&Scope::Content)
+                        && class_of(**role).is_some_and(|c| {
+                            c == Class::Plain || c == class || class == Class::PathRule
+                        })
+                })
+                .flat_map(|(r, _)| {
+                    r.literals
+                        .iter()
+                        .map(|l| l.bytes().map(fold).collect::<Vec<u8>>())
+                })
+                .collect();
+            literals.sort_unstable();
+            literals.dedup();
+            let mut config = packed::Config::new();
+            config
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .heuristic_pattern_limits(false);
+            if literals.is_empty() {
+                None
+            } else {
+                config.builder().extend(&literals).build()
+            }
+        });
         LayerRules {
+            fast,
             traversal: find(Role::PathTraversal),
             bomb: find(Role::Bomb),
             xmrig: find(Role::XmrigConfig),
@@ -160,6 +215,8 @@ struct Hits {
     overlap: usize,
     tail: Vec<u8>,
     joint: Vec<u8>,
+    /// The current piece, ASCII-lowercased, for the fast searcher.
+    folded: Vec<u8>,
     seen: Vec<u64>,
     list: Vec<FileHit>,
 }
@@ -187,7 +244,7 @@ impl Hits {
     }
 
     /// Scans the next `slice` of the file, which starts at file offset `at`.
-    fn scan(&mut self, rules: &LayerRules, slice: &[u8], at: u64) {
+    fn scan(&mut self, rules: &LayerRules, class: Class, slice: &[u8], at: u64) {
         let matcher = rules.content();
         if self.overlap == 0 || slice.is_empty() {
             return;
@@ -208,9 +265,16 @@ impl Hits {
             });
             self.joint = joint;
         }
-        matcher.literal_hits(slice, |h| {
-            self.record(rules, h, at + h.start as u64, &slice[h.start..h.end])
-        });
+        match &rules.fast[class as usize] {
+            Some(fast) => {
+                for (i, piece) in slice.chunks(PIECE).enumerate() {
+                    self.scan_fast(rules, fast, piece, at + (i * PIECE) as u64);
+                }
+            }
+            None => matcher.literal_hits(slice, |h| {
+                self.record(rules, h, at + h.start as u64, &slice[h.start..h.end])
+            }),
+        }
         if slice.len() >= self.overlap {
             self.tail.clear();
             self.tail
@@ -223,6 +287,49 @@ impl Hits {
     }
 }
 
+/// Bytes lowercased at a time (bounds the scratch buffer whatever the caller's chunk size).
+const PIECE: usize = 64 << 10;
+
+impl Hits {
+    /// Literal hits that start and end inside `piece` (hits across its edges are the boundary
+    /// scan's). The fast searcher finds the leftmost place a literal starts, `[s, e)`; no literal
+    /// starts before `s`, so the exact automaton over `[s, e + L - 1)` reports every hit that
+    /// starts in `[s, e)`, overlapping ones included; the search resumes at `e`.
+    fn scan_fast(&mut self, rules: &LayerRules, fast: &packed::Searcher, piece: &[u8], at: u64) {
+        let matcher = rules.content();
+        let mut folded = std::mem::take(&mut self.folded);
+        folded.resize(piece.len(), 0);
+        // A plain zip over two slices: the compiler vectorises it.
+        for (l, &b) in folded.iter_mut().zip(piece) {
+            *l = fold(b);
+        }
+        let mut pos = 0;
+        while pos < piece.len() {
+            let Some(m) = fast.find_in(&folded, Span::from(pos..piece.len())) else {
+                break;
+            };
+            let (s, e) = (m.start(), m.end());
+            let region = &piece[s..(e + self.overlap).min(piece.len())];
+            matcher.literal_hits(region, |h| {
+                if s + h.start < e {
+                    self.record(rules, h, at + (s + h.start) as u64, &region[h.start..h.end]);
+                }
+            });
+            pos = e;
+        }
+        self.folded = folded;
+    }
+}
+
+/// ASCII lowercase, then each byte's low nibble XORed into its high nibble: a bijection on
+/// lowercased bytes, so a literal matches case-insensitively exactly where its folded form matches
+/// the folded text. Lowercase letters all have high nibble 6 or 7, which blinds Teddy's nibble
+/// fingerprints on text; after the XOR the high nibbles spread over all sixteen values.
+fn fold(b: u8) -> u8 {
+    let l = b | (u8::from(b.wrapping_sub(b'A') < 26) << 5);
+    l ^ (l << 4)
+}
+
 /// The regular file being read.
 struct FileState {
     /// Normalised: no leading `./` or `/`.
@@ -232,7 +339,6 @@ struct FileState {
     /// Bytes received so far.
     received: u64,
     docs: bool,
-    configish: bool,
     json: bool,
     path_rules: Vec<usize>,
     decided: bool,
@@ -240,6 +346,7 @@ struct FileState {
     keep: usize,
     is_elf: bool,
     is_script: bool,
+    class: Class,
 }
 
 /// The tar sink that turns files into findings.
@@ -270,6 +377,7 @@ impl Analyzer {
                 overlap: overlap.max(usize::from(rules.content().max_literal_len > 0)),
                 tail: Vec::with_capacity(overlap),
                 joint: Vec::with_capacity(2 * overlap),
+                folded: Vec::new(),
                 seen: vec![0; words],
                 list: Vec::new(),
             },
@@ -375,6 +483,16 @@ impl Analyzer {
         f.is_elf = head.starts_with(elf::MAGIC);
         f.is_script = head.starts_with(b"#!") || has_ext(&f.path, &["sh", "bash", "ksh", "zsh"]);
         f.scan = !compressed(head);
+        f.class = if !f.path_rules.is_empty() {
+            Class::PathRule
+        } else if f.is_elf {
+            Class::Elf
+        } else if f.is_script {
+            Class::Script
+        } else {
+            Class::Plain
+        };
+        let class = f.class;
         f.keep = if !f.scan {
             0
         } else if f.json && f.size <= self.limits.max_json as u64 {
@@ -383,7 +501,7 @@ impl Analyzer {
             self.limits.prefix
         };
         if f.scan {
-            self.hits.scan(&self.rules, &self.head, 0);
+            self.hits.scan(&self.rules, class, &self.head, 0);
         }
     }
 
@@ -416,7 +534,7 @@ impl Analyzer {
             .any(|h| rules.set.rules[h.rule].category == Category::Miner);
         if f.scan
             && matcher.has_regexes()
-            && (f.is_script || f.configish || !f.path_rules.is_empty() || miner_hint)
+            && (f.is_script || !f.path_rules.is_empty() || miner_hint)
         {
             for h in matcher.regex_hits(&self.head) {
                 let text = &self.head[h.start..h.end];
@@ -577,7 +695,6 @@ impl TarSink for Analyzer {
                 let lower = path.to_ascii_lowercase();
                 self.file = Some(FileState {
                     docs: is_docs(&lower),
-                    configish: has_ext(&lower, CONFIG_EXTS),
                     json: lower.ends_with(".json"),
                     path_rules: self.rules.set.path_rules(&path),
                     path,
@@ -589,6 +706,7 @@ impl TarSink for Analyzer {
                     keep: HEAD,
                     is_elf: false,
                     is_script: false,
+                    class: Class::PathRule,
                 });
                 self.head.clear();
             }
@@ -621,7 +739,7 @@ impl TarSink for Analyzer {
             self.head.extend_from_slice(&chunk[..take]);
         }
         if f.scan {
-            self.hits.scan(&self.rules, chunk, at);
+            self.hits.scan(&self.rules, f.class, chunk, at);
         }
     }
 
@@ -629,11 +747,6 @@ impl TarSink for Analyzer {
         self.finish_file();
     }
 }
-
-const CONFIG_EXTS: &[&str] = &[
-    "json", "conf", "cfg", "ini", "txt", "toml", "yaml", "yml", "env", "service", "timer", "py",
-    "pl",
-];
 
 fn abs(path: &str) -> String {
     format!("/{path}")

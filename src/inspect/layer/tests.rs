@@ -506,8 +506,29 @@ exec /usr/lib/apt/apt.systemd.daily
             monero_readme.as_bytes(),
         )
         .tar();
+    // Found on a Debian system: procps's libproc2 has PROC_HIDE, sanitizer runtimes intercept
+    // readdir as old_readdir, and ld.so.cache / ld.so.conf are not shared objects under /etc.
+    let system_libs = Layer::new()
+        .file(
+            "usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1",
+            0o644,
+            &fake_elf(28, &[b"PROC_HIDE", b"readproc"], 500, 6),
+        )
+        .file(
+            "usr/lib/x86_64-linux-gnu/libasan.so.8.0.0",
+            0o644,
+            &fake_elf(30, &[b"old_readdir", b"readdir64"], 500, 7),
+        )
+        .file("etc/ld.so.cache", 0o644, b"glibc-ld.so.cache1.1")
+        .file(
+            "etc/ld.so.conf",
+            0o644,
+            b"include /etc/ld.so.conf.d/*.conf\n",
+        )
+        .tar();
     let mut all = BTreeSet::new();
     for (name, layer) in [
+        ("system libraries", &system_libs),
         ("security tooling", &security_tooling),
         ("docs and tests", &docs_and_tests),
         ("stock debian", &stock_debian),
@@ -580,6 +601,10 @@ exec /usr/lib/apt/apt.systemd.daily
         "/etc/ld.so.preload",
         "/etc/systemd/system/app.service",
         "/usr/local/bin/monerod",
+        "/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1",
+        "/usr/lib/x86_64-linux-gnu/libasan.so.8.0.0",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
     ] {
         assert!(!all.iter().any(|(_, p, _)| p == quiet), "{quiet}: {all:#?}");
     }
