@@ -7,5 +7,6 @@ mod common;
 mod containerd;
 mod docker;
 mod faults;
+mod scan;
 mod skopeo;
 mod store_cli;
