@@ -467,6 +467,12 @@ impl Guard {
         let mode = self
             .policy
             .mode_for(&route.upstream.host, route.repo.as_str());
+        // An allow override serves the layer whatever it holds: it is still judged (and the
+        // verdict recorded) but never cut. A deny override was refused by `check_blob` already.
+        let allowed = matches!(
+            self.overridden(route, Some(digest), &digest.to_string()),
+            Some(Ok(()))
+        );
         let inspector = LayerInspector::with_layer_rules(
             self.layer_rules.clone(),
             Compression::Auto,
@@ -479,7 +485,7 @@ impl Guard {
             route: route.clone(),
             digest: digest.clone(),
             who: who.clone(),
-            enforce: mode == Mode::Enforce,
+            enforce: mode == Mode::Enforce && !allowed,
             seen_version: 0,
         }))
     }
