@@ -6,6 +6,17 @@
 //! but valid (base58 + Keccak checksum, encoded below); and a layer holding a fake ELF (a bare
 //! header followed by XMRig strings) next to an XMRig `config.json` with a pool and such a wallet,
 //! while that image's config is clean, so only the layer inspection can catch it, mid-stream.
+//!
+//! What the real clients show here (and these tests hold them to):
+//! - skopeo: `reading manifest v1 in <proxy>/<repo>: denied: blocked by portcullis: …` with the
+//!   rule ids; for a layer cut mid-stream on its first pull only `writing blob: happened during
+//!   read: unexpected EOF`.
+//! - containerd 1.6 (`ctr`, portcullis as `server` and only `[host]`): HEAD → 405, GET → 403, once
+//!   per host entry; it prints the status line, not the JSON: `failed with status code
+//!   [manifests v1]: 403 Blocked by portcullis: <rule>: …`. For a layer cut mid-stream it reports
+//!   `failed to read expected number of bytes: unexpected EOF`, not the 403s its retries then got.
+//! - dockerd 20.10 (`registry-mirrors`): `unsupported media type
+//!   application/vnd.portcullis.blocked.<rule>+json`, and no fallback to Docker Hub.
 
 use crate::common::access_log::{self, Logged};
 use crate::common::containerd::{write_hosts_toml, Containerd};
