@@ -30,7 +30,11 @@ pub struct Offloaded {
 }
 
 impl Offloaded {
-    pub fn new(name: String, mut inner: Box<dyn BlobCheck>, capacity: usize) -> std::io::Result<Offloaded> {
+    pub fn new(
+        name: String,
+        mut inner: Box<dyn BlobCheck>,
+        capacity: usize,
+    ) -> std::io::Result<Offloaded> {
         let (tx, rx) = sync_channel::<Msg>(capacity);
         let early = Arc::new(Mutex::new(None));
         let flag = early.clone();
@@ -131,7 +135,11 @@ mod tests {
     }
 
     fn offload(limit: usize, fail_at_end: bool) -> Offloaded {
-        let c = Counting { seen: 0, limit, fail_at_end };
+        let c = Counting {
+            seen: 0,
+            limit,
+            fail_at_end,
+        };
         Offloaded::new("test".into(), Box::new(c), 4).unwrap()
     }
 
@@ -165,7 +173,10 @@ mod tests {
         let thread = o.thread.take().unwrap();
         drop(o);
         thread.join().unwrap().unwrap();
-        assert!(!*judged.lock().unwrap(), "finish ran for a stream that never ended");
+        assert!(
+            !*judged.lock().unwrap(),
+            "finish ran for a stream that never ended"
+        );
     }
 
     #[test]
