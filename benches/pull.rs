@@ -69,7 +69,11 @@ fn fixture(mb: usize) -> std::path::PathBuf {
         );
         image = image.layer(layer);
     }
-    let w = image.write(&dir, Some("v1"));
+    // Written aside and renamed, so an interrupted build never looks finished.
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    let w = image.write(&partial, Some("v1"));
+    std::fs::rename(&partial, &dir).unwrap();
     eprintln!("fixture: {} bytes in blobs", w.size);
     dir
 }
@@ -120,64 +124,84 @@ fn main() {
     let layout = fixture(mb);
     let upstream = Registry::start();
     upstream.push(&layout, "v1", "library/bench", "v1");
-    let proxy = Portcullis::for_upstream(&upstream);
+    let inspecting = Portcullis::for_upstream(&upstream);
+    // The same proxy with inspection off: what streaming, verifying and tail-hold cost alone.
+    let plain_config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        plain_config.path(),
+        "[inspect]\nenabled = false\n[upstreams.\"docker.io\"]\nurl = \"https://unused.invalid\"\n",
+    )
+    .unwrap();
+    let plain = Portcullis::start(&[
+        "--config",
+        plain_config.path().to_str().unwrap(),
+        "--upstream",
+        &format!("docker.io={}", upstream.url()),
+    ]);
+    let direct_addr = upstream.addr.to_string();
+    let inspecting_addr = inspecting.addr.to_string();
+    let plain_addr = plain.addr.to_string();
 
-    // One warm-up pull each so page caches and connection pools are comparable.
-    pull(&upstream.addr.to_string());
-    pull(&proxy.addr.to_string());
+    // One warm-up pull each so page caches and connection pools are comparable. (Inspection
+    // verdicts are kept, but with no blob cache every pull still fetches and streams every layer.)
+    for a in [&direct_addr, &inspecting_addr, &plain_addr] {
+        pull(a);
+    }
 
-    let (mut direct, mut through, mut dist) = (Vec::new(), Vec::new(), Vec::new());
+    const COLUMNS: [&str; 4] = [
+        "direct from upstream",
+        "portcullis, inspection off",
+        "portcullis, inspecting",
+        "distribution proxy (cold)",
+    ];
+    let mut times: [Vec<Duration>; 4] = Default::default();
     for round in 0..rounds {
         // Alternate the order so drift on the machine hits every column alike.
-        let order: [u8; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        let order: [usize; 4] = if round % 2 == 0 {
+            [0, 1, 2, 3]
+        } else {
+            [3, 2, 1, 0]
+        };
         for which in order {
-            match which {
-                0 => direct.push(pull(&upstream.addr.to_string())),
-                1 => through.push(pull(&proxy.addr.to_string())),
+            let t = match which {
+                0 => pull(&direct_addr),
+                1 => pull(&plain_addr),
+                2 => pull(&inspecting_addr),
                 _ => {
                     let d = distribution_proxy(&upstream);
-                    dist.push(pull(&d.addr.to_string()));
+                    pull(&d.addr.to_string())
                 }
-            }
+            };
+            times[which].push(t);
         }
-        eprintln!(
-            "round {}: direct {:?}, portcullis {:?}, distribution {:?}",
-            round + 1,
-            direct[round],
-            through[round],
-            dist[round]
-        );
+        let line: Vec<String> = (0..4)
+            .map(|i| format!("{} {:?}", COLUMNS[i], times[i][round]))
+            .collect();
+        eprintln!("round {}: {}", round + 1, line.join(", "));
     }
-    let rss = peak_rss_mb(proxy.pid());
-    let (d, p, x) = (median(&mut direct), median(&mut through), median(&mut dist));
-    let ratio = |t: Duration| t.as_secs_f64() / d.as_secs_f64();
+    let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
+    let direct = medians[0].as_secs_f64();
     println!();
     println!("pull benchmark: {mb} MB, 4 gzip layers, {rounds} rounds, skopeo, loopback");
     println!("{:<34} {:>10} {:>10}", "path", "median s", "× direct");
+    for (name, m) in COLUMNS.iter().zip(&medians) {
+        println!(
+            "{:<34} {:>10.3} {:>10.3}",
+            name,
+            m.as_secs_f64(),
+            m.as_secs_f64() / direct
+        );
+    }
     println!(
-        "{:<34} {:>10.3} {:>10.3}",
-        "direct from upstream",
-        d.as_secs_f64(),
-        1.0
-    );
-    println!(
-        "{:<34} {:>10.3} {:>10.3}",
-        "portcullis (cold, no cache)",
-        p.as_secs_f64(),
-        ratio(p)
-    );
-    println!(
-        "{:<34} {:>10.3} {:>10.3}",
-        "distribution proxy (cold)",
-        x.as_secs_f64(),
-        ratio(x)
-    );
-    println!(
-        "portcullis peak RSS: {rss:.1} MB (4 layers of ~{} MB streamed at once)",
+        "portcullis peak RSS: {:.1} MB inspecting, {:.1} MB without (4 layers of ~{} MB streamed at once)",
+        peak_rss_mb(inspecting.pid()),
+        peak_rss_mb(plain.pid()),
         mb / 4
     );
+    let dist = medians[3].as_secs_f64();
     println!(
-        "portcullis vs distribution: {:.3}×",
-        p.as_secs_f64() / x.as_secs_f64()
+        "vs distribution proxy: inspection off {:.3}×, inspecting {:.3}×",
+        medians[1].as_secs_f64() / dist,
+        medians[2].as_secs_f64() / dist
     );
 }

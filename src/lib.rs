@@ -6,20 +6,70 @@
 pub mod config;
 pub mod inspect;
 pub mod oci;
+pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod upstream;
 
 use std::sync::Arc;
 
-/// Builds the whole service from a validated config: upstream client, registry, router.
-pub fn app(config: &config::Config) -> anyhow::Result<axum::Router> {
+/// Builds the inspection side from the config: rules, names, policy, audit, Docker Hub reputation
+/// (when enabled), over `store`.
+pub fn guard(
+    config: &config::Config,
+    store: Arc<dyn store::VerdictStore>,
+) -> anyhow::Result<policy::guard::Guard> {
+    let extra: Vec<&std::path::Path> = config
+        .inspect
+        .rule_files
+        .iter()
+        .map(|p| p.as_path())
+        .collect();
+    let rules = Arc::new(inspect::rules::RuleSet::load(&extra)?);
+    let mut popular = inspect::name::PopularNames::builtin()?;
+    for f in &config.inspect.popular_files {
+        popular.extend(inspect::name::PopularNames::load(f)?);
+    }
+    let names = inspect::name::NameInspector::new(&popular, &rules);
+    let policy = policy::Policy::new(config.policy.clone())?;
+    let audit = policy::audit::AuditLog::open(&config.audit.path)
+        .map_err(|e| anyhow::anyhow!("audit.path {:?}: {e}", config.audit.path))?;
+    let guard = policy::guard::Guard::new(
+        rules.clone(),
+        names,
+        store,
+        policy,
+        audit,
+        inspect::layer::Limits::default(),
+    );
+    if !config.reputation.enabled {
+        return Ok(guard);
+    }
+    let reputation = inspect::reputation::Reputation::new(&config.reputation, &rules)?;
+    tracing::info!(api = %config.reputation.api_url, "Docker Hub reputation lookups on");
+    Ok(guard.with_reputation(reputation))
+}
+
+/// Builds the whole service from a validated config: upstream client, guard, registry, router.
+pub fn app(
+    config: &config::Config,
+    store: Arc<dyn store::VerdictStore>,
+) -> anyhow::Result<axum::Router> {
     let upstreams = upstream::Upstreams::from_config(config)?;
     let client = Arc::new(upstream::UpstreamClient::new(config.upstream.clone())?);
-    let registry = proxy::PullThrough::new(client);
+    let guard = Arc::new(guard(config, store)?);
+    tracing::info!(
+        ruleset = guard.ruleset_hash(),
+        engine = inspect::rules::ENGINE_VERSION,
+        "inspection rules loaded"
+    );
+    let registry = proxy::PullThrough::new(client).with_guard(guard);
     let state = Arc::new(server::AppState {
         registry,
         upstreams,
+        clients: config.policy.clients.clone(),
+        synthetic: server::blocked::Synthetic::default(),
     });
     Ok(server::router(state))
 }

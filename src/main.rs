@@ -1,10 +1,15 @@
-//! The `portcullis` command: `serve` the proxy, `config check` a file.
+//! The `portcullis` command: `serve` the proxy, `config check` a file, manage `override`s.
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use portcullis::config::{Config, LogFormat, UpstreamConfig};
-use std::path::PathBuf;
-use std::time::Duration;
+use portcullis::oci::Digest;
+use portcullis::store::{
+    NewOverride, OverrideAction, OverrideTarget, RepoPattern, SledStore, VerdictStore,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Parser)]
 #[command(
@@ -26,14 +31,77 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Allow or deny images by repository or digest, whatever their verdict. Works on the verdict
+    /// store directly, so only while `portcullis serve` is stopped: the running proxy holds it.
+    Override {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: OverrideCommand,
+    },
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate a config file; the error names the bad field.
+    /// Validate a config file (and that its secrets can be read); the error names the bad field.
     Check { file: PathBuf },
     /// Print the embedded default config (the documented example).
     Default,
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Config file (TOML) saying where the store is. Without it the embedded default is used.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory for portcullis' state; the store is <data-dir>/verdicts unless [store] path says
+    /// otherwise.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum OverrideCommand {
+    /// Add an override: --repo or --digest, --allow or --deny, with --reason and --author.
+    Add(Box<AddOverride>),
+    /// List the overrides, expired ones marked.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an override by its id.
+    Remove { id: u64 },
+    /// Remove every expired override.
+    Prune,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["repo", "digest"])))]
+#[command(group(ArgGroup::new("action").required(true).args(["allow", "deny"])))]
+struct AddOverride {
+    /// Repositories as host/name: exact (docker.io/library/nginx) or a glob (docker.io/myorg/*,
+    /// where * also crosses /). The host must be a configured upstream.
+    #[arg(long)]
+    repo: Option<RepoPattern>,
+    /// One manifest or blob, under any repository (sha256:...).
+    #[arg(long)]
+    digest: Option<Digest>,
+    /// Serve what matches, whatever its verdict.
+    #[arg(long)]
+    allow: bool,
+    /// Refuse what matches, whatever its verdict.
+    #[arg(long)]
+    deny: bool,
+    /// Why; shown by `override list`.
+    #[arg(long)]
+    reason: String,
+    /// Who asks.
+    #[arg(long)]
+    author: String,
+    /// Ignore the override after this long: a number and s, m, h, d or w (30d). Default: never.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    expires: Option<u64>,
 }
 
 #[derive(Args)]
@@ -65,7 +133,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => match Config::load(&file) {
+        } => match Config::load(&file).and_then(|c| c.check_secrets()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 Ok(())
@@ -81,19 +149,26 @@ fn main() -> anyhow::Result<()> {
             print!("{}", portcullis::config::DEFAULT_CONFIG);
             Ok(())
         }
+        Command::Override { store, command } => override_command(&store, command),
     }
 }
 
-fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
+/// The config file (or the embedded default) with `--data-dir` applied.
+fn base_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+    let mut config = match file {
         Some(path) => Config::load(path)?,
         None => Config::embedded(),
     };
+    if let Some(dir) = data_dir {
+        config.server.data_dir = dir.to_path_buf();
+    }
+    Ok(config)
+}
+
+fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = base_config(args.config.as_deref(), args.data_dir.as_deref())?;
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
-    }
-    if let Some(dir) = &args.data_dir {
-        config.server.data_dir = dir.clone();
     }
     for spec in &args.upstreams {
         let (host, url) = spec
@@ -147,13 +222,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.server.data_dir)
         .with_context(|| format!("creating data dir {}", config.server.data_dir.display()))?;
-    let app = portcullis::app(&config)?;
+    // Held for the whole run: sled lets one process open the store, so `portcullis override`
+    // refuses to run beside a live proxy instead of racing it.
+    let store = SledStore::open(&config.store_path(), config.store.cache_capacity_bytes)
+        .with_context(|| {
+            format!(
+                "opening the verdict store {}",
+                config.store_path().display()
+            )
+        })?;
+    let store = Arc::new(store);
+    let app = portcullis::app(&config, store.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr()?)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, upstreams = ?config.upstreams.keys().collect::<Vec<_>>(), default = %config.upstream.default, "portcullis listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
@@ -173,7 +259,153 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Ok(r) => r.context("server failed")?,
         Err(_) => tracing::warn!("grace period over: closing the pulls still in flight"),
     }
+    store.flush().context("flushing the verdict store")?;
     Ok(())
+}
+
+fn override_command(args: &StoreArgs, command: OverrideCommand) -> anyhow::Result<()> {
+    let config = base_config(args.config.as_deref(), args.data_dir.as_deref())?;
+    let now = portcullis::store::now_unix();
+    match command {
+        OverrideCommand::Add(add) => {
+            // Checked before the store is touched: a refused override creates nothing.
+            let new = new_override(&config, *add, now)?;
+            let o = open_store(&config, false)?.add_override(new)?;
+            println!(
+                "added override {}: {} {} (expires {})",
+                o.id,
+                o.action,
+                o.target,
+                expiry(o.expires_unix)
+            );
+        }
+        OverrideCommand::List { json } => {
+            let overrides = open_store(&config, true)?.list_overrides()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&overrides)?);
+                return Ok(());
+            }
+            println!("ID\tACTION\tTARGET\tAUTHOR\tCREATED\tEXPIRES\tREASON");
+            for o in overrides {
+                let mut expires = expiry(o.expires_unix);
+                if o.is_expired(now) {
+                    expires = format!("expired {expires}");
+                }
+                let created =
+                    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(o.created_unix));
+                println!(
+                    "{}\t{}\t{}\t{}\t{created}\t{expires}\t{}",
+                    o.id, o.action, o.target, o.author, o.reason
+                );
+            }
+        }
+        OverrideCommand::Remove { id } => {
+            let o = open_store(&config, true)?.remove_override(id)?;
+            println!("removed override {}: {} {}", o.id, o.action, o.target);
+        }
+        OverrideCommand::Prune => {
+            for o in open_store(&config, true)?.prune_overrides(now)? {
+                println!(
+                    "removed expired override {}: {} {}",
+                    o.id, o.action, o.target
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The verdict store the config names. Only `add` may create it: reading a store that is not there
+/// means a wrong `--data-dir` or `--config`.
+fn open_store(config: &Config, must_exist: bool) -> anyhow::Result<SledStore> {
+    let path = config.store_path();
+    if must_exist && !path.exists() {
+        anyhow::bail!(
+            "there is no verdict store at {} (check --data-dir and --config)",
+            path.display()
+        );
+    }
+    Ok(SledStore::open(&path, config.store.cache_capacity_bytes)?)
+}
+
+fn new_override(config: &Config, add: AddOverride, now: u64) -> anyhow::Result<NewOverride> {
+    let target = match (add.repo, add.digest) {
+        (Some(pattern), _) => {
+            check_pattern_host(config, &pattern)?;
+            OverrideTarget::Repo(pattern)
+        }
+        (None, Some(digest)) => OverrideTarget::Digest(digest),
+        (None, None) => unreachable!("clap requires --repo or --digest"),
+    };
+    let new = NewOverride {
+        target,
+        action: if add.allow {
+            OverrideAction::Allow
+        } else {
+            OverrideAction::Deny
+        },
+        reason: add.reason,
+        author: add.author,
+        created_unix: now,
+        expires_unix: add.expires.map(|secs| now.saturating_add(secs)),
+    };
+    new.validate().map_err(anyhow::Error::msg)?;
+    Ok(new)
+}
+
+/// A repository pattern names a configured upstream by its own host (verdicts and overrides are
+/// keyed by it), unless its host part is a glob.
+fn check_pattern_host(config: &Config, pattern: &RepoPattern) -> anyhow::Result<()> {
+    let Some(host) = pattern.host() else {
+        return Ok(());
+    };
+    if config
+        .upstreams
+        .keys()
+        .any(|h| h.eq_ignore_ascii_case(host))
+    {
+        return Ok(());
+    }
+    if let Some((canonical, _)) = config
+        .upstreams
+        .iter()
+        .find(|(_, up)| up.aliases.iter().any(|a| a.eq_ignore_ascii_case(host)))
+    {
+        anyhow::bail!(
+            "--repo {pattern}: {host} is another name of {canonical}; write {canonical}/..."
+        );
+    }
+    let known: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+    anyhow::bail!(
+        "--repo {pattern}: {host} is not a configured upstream ({}); a pattern starts with the registry host",
+        known.join(", ")
+    )
+}
+
+fn expiry(expires_unix: Option<u64>) -> String {
+    match expires_unix {
+        Some(secs) => httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)),
+        None => "never".into(),
+    }
+}
+
+/// `30d`, `12h`, `90m`, `3600s`, `2w` as seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let usage = || format!("{s:?}: write a number and a unit: s, m, h, d or w (e.g. 30d)");
+    let unit = match s.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        Some('w') => 7 * 86_400,
+        _ => return Err(usage()),
+    };
+    let n: u64 = s[..s.len() - 1].parse().map_err(|_| usage())?;
+    match n.checked_mul(unit) {
+        Some(0) => Err(format!("{s:?}: must be longer than zero")),
+        Some(secs) => Ok(secs),
+        None => Err(format!("{s:?}: too long")),
+    }
 }
 
 async fn shutdown_signal() {
@@ -182,5 +414,31 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_duration("12h"), Ok(12 * 3600));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert_eq!(parse_duration("2w"), Ok(14 * 86_400));
+        assert_eq!(parse_duration("5s"), Ok(5));
+        for bad in [
+            "",
+            "30",
+            "d",
+            "-1d",
+            "1.5d",
+            "0h",
+            "30x",
+            "99999999999999999999w",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

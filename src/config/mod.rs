@@ -23,6 +23,56 @@ pub struct Config {
     /// Upstream registries keyed by the host name clients use for them.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
+    #[serde(default)]
+    pub inspect: InspectConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub reputation: crate::inspect::reputation::ReputationConfig,
+}
+
+/// `[inspect]`: what the inspectors look for, beyond the built-in rule pack and name list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectConfig {
+    /// false turns inspection off: portcullis is then a plain verifying pull-through proxy (names,
+    /// configs and layers are not judged, stored verdicts and overrides are not consulted).
+    /// Default true.
+    pub enabled: bool,
+    /// Rule files (TOML, the format of `config/rules/*.toml`) added to the built-in pack. A rule may
+    /// not reuse a built-in id. Default none.
+    pub rule_files: Vec<PathBuf>,
+    /// Popular-name files (the format of `config/popular.toml`) added to the bundled list that
+    /// typosquats are measured against. Default none.
+    pub popular_files: Vec<PathBuf>,
+}
+
+impl Default for InspectConfig {
+    fn default() -> Self {
+        InspectConfig {
+            enabled: true,
+            rule_files: Vec::new(),
+            popular_files: Vec::new(),
+        }
+    }
+}
+
+/// `[audit]`: the audit trail, one JSON line per decision.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `"-"` for stdout, `""` for none, or a file to append to. Default `"-"`.
+    pub path: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { path: "-".into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +100,25 @@ impl Default for ServerConfig {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// The verdict store (see `crate::store`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the sled database. Empty (the default): `<server.data_dir>/verdicts`.
+    pub path: PathBuf,
+    /// Bytes of sled's page cache (memory, not disk). Default 64 MiB; at least 1 MiB.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::new(),
+            cache_capacity_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Settings shared by every upstream.
@@ -198,7 +267,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             field: field.into(),
             message: message.into(),
@@ -231,6 +300,7 @@ impl Config {
     /// Checks what serde cannot: addresses, URLs, references between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.reputation.validate()?;
         let u = &self.upstream;
         if u.attempts == 0 {
             return Err(ConfigError::field(
@@ -257,6 +327,12 @@ impl Config {
             return Err(ConfigError::field(
                 "upstream.max_manifest_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.store.cache_capacity_bytes < 1024 * 1024 {
+            return Err(ConfigError::field(
+                "store.cache_capacity_bytes",
+                "must be at least 1048576 (1 MiB)",
             ));
         }
         if self.upstreams.is_empty() {
@@ -322,6 +398,30 @@ impl Config {
         Ok(())
     }
 
+    /// Reads every upstream's secret once, so a missing env var or file is reported by
+    /// `config check` rather than at the first pull.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        for (host, up) in &self.upstreams {
+            up.credentials().map_err(|e| match e {
+                ConfigError::Invalid { field, message } => ConfigError::Invalid {
+                    field: format!("upstreams.\"{host}\".{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Where the verdict store lives: `store.path`, or `<server.data_dir>/verdicts` when it is empty.
+    pub fn store_path(&self) -> PathBuf {
+        if self.store.path.as_os_str().is_empty() {
+            self.server.data_dir.join("verdicts")
+        } else {
+            self.store.path.clone()
+        }
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server.listen.parse().map_err(|e| {
             ConfigError::field("server.listen", format!("{:?}: {e}", self.server.listen))
@@ -331,20 +431,7 @@ impl Config {
 
 /// A registry host as clients write it: `name[.name...][:port]`, lowercase letters, digits, `-`.
 fn validate_host(host: &str) -> Result<(), String> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) => (n, Some(p)),
-        None => (host, None),
-    };
-    let name_ok = !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-        });
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
-    if name_ok && port_ok {
+    if crate::oci::name::is_registry_host(host) {
         Ok(())
     } else {
         Err(format!("{host:?} is not a registry host name"))
@@ -402,6 +489,28 @@ mod tests {
             "[upstreams.\"bad host\"]\nurl = \"https://x\"\n[upstream]\ndefault = \"bad host\"\n"
         )
         .contains("not a registry host"));
+    }
+
+    #[test]
+    fn store_defaults_under_the_data_dir_and_checks_its_cache() {
+        let mut c = Config::embedded();
+        assert_eq!(c.store_path(), PathBuf::from("./portcullis-data/verdicts"));
+        c.server.data_dir = PathBuf::from("/var/lib/portcullis");
+        assert_eq!(
+            c.store_path(),
+            PathBuf::from("/var/lib/portcullis/verdicts")
+        );
+        let up = "[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n";
+        let c = Config::parse(&format!("[store]\npath = \"/srv/v\"\n{up}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.store_path(), PathBuf::from("/srv/v"));
+        assert_eq!(c.store.cache_capacity_bytes, 64 * 1024 * 1024);
+        assert!(
+            invalid(&format!("[store]\ncache_capacity_bytes = 1000\n{up}"))
+                .starts_with("store.cache_capacity_bytes")
+        );
+        let err = Config::parse("[store]\npaht = \"/x\"\n").unwrap_err();
+        assert!(err.to_string().contains("paht"), "{err}");
     }
 
     #[test]

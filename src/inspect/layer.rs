@@ -12,6 +12,7 @@
 //! once past `bomb_floor`, or past `max_uncompressed`) stops inspection with a finding.
 
 mod analyze;
+pub use analyze::LayerRules;
 mod elf;
 mod tar;
 mod xmrig;
@@ -19,9 +20,8 @@ mod xmrig;
 use crate::inspect::rules::RuleSet;
 use crate::inspect::{cut, Finding, Place};
 use crate::proxy::{BlobCheck, BlobRequest, CheckFactory, Veto};
-use analyze::{Analyzer, LayerRules};
+use analyze::Analyzer;
 use flate2::write::MultiGzDecoder;
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -161,12 +161,7 @@ impl LayerReport {
 }
 
 fn score(findings: &[Finding]) -> f64 {
-    let mut best: BTreeMap<&str, f64> = BTreeMap::new();
-    for f in findings {
-        let e = best.entry(f.rule.as_str()).or_insert(0.0);
-        *e = e.max(f.score);
-    }
-    best.values().sum()
+    super::total_score(findings)
 }
 
 /// Where inflated bytes go: the tar parser and the analyzer, with the bomb check in front.
@@ -295,7 +290,7 @@ impl LayerInspector {
         )
     }
 
-    fn with_layer_rules(
+    pub fn with_layer_rules(
         rules: Arc<LayerRules>,
         compression: Compression,
         limits: Limits,
@@ -476,6 +471,9 @@ impl LayerInspector {
         }
     }
 }
+
+/// Called once with a layer's report when its stream ends.
+pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
 
 /// The [`BlobCheck`] adapter: inspects a layer as it streams and refuses it once its score
 /// reaches `block_at`. The report goes to `on_report` (when set) at the end of the stream.

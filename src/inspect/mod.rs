@@ -1,9 +1,16 @@
 //! Inspection: judging image names, configs and layers. Inspectors are pure and synchronous: they
 //! take names, JSON or byte chunks and return [`Finding`]s; scoring turns findings into a verdict.
+//! The one piece of I/O, Docker Hub metadata, is kept apart in [`reputation`].
 
+pub mod config;
 pub mod layer;
+pub mod name;
+pub mod reputation;
 pub mod rules;
+pub mod verdict;
 pub mod wallet;
+
+pub use verdict::Verdict;
 
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +133,34 @@ pub struct Finding {
     pub evidence: Evidence,
 }
 
+/// The most that evidence in documentation, rule files and tests adds up to: such files mention
+/// miners by design (YARA/Sigma/Falco rules, READMEs), so many of them must not make a warning.
+pub const DOCS_SCORE_CAP: f64 = 10.0;
+
+/// The score of a set of findings: each rule counts once, at its strongest finding (a string
+/// repeated in many files does not add up), and documentation counts at most [`DOCS_SCORE_CAP`].
+pub fn total_score(findings: &[Finding]) -> f64 {
+    let mut best: std::collections::BTreeMap<(&str, bool), f64> = std::collections::BTreeMap::new();
+    for f in findings {
+        let e = best
+            .entry((f.rule.as_str(), f.place == Place::Docs))
+            .or_insert(0.0);
+        *e = e.max(f.score);
+    }
+    let (mut docs, mut other) = (0.0, 0.0);
+    for ((rule, in_docs), s) in &best {
+        // A rule also found outside docs already counts there.
+        if *in_docs {
+            if !best.contains_key(&(*rule, false)) {
+                docs += s;
+            }
+        } else {
+            other += s;
+        }
+    }
+    other + f64::min(docs, DOCS_SCORE_CAP)
+}
+
 /// The outcome for an image, a blob or a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +182,38 @@ mod tests {
         assert!(e.matched.ends_with('…'));
         assert!(!e.matched.contains('\u{7}'));
         assert_eq!(cut("short"), "short");
+    }
+
+    fn finding(rule: &str, place: Place, score: f64) -> Finding {
+        Finding {
+            rule: rule.into(),
+            category: Category::Miner,
+            severity: Severity::High,
+            place,
+            score,
+            message: String::new(),
+            evidence: Evidence::default(),
+        }
+    }
+
+    #[test]
+    fn each_rule_counts_once_and_docs_are_capped() {
+        let f = [
+            finding("a", Place::File, 24.0),
+            finding("a", Place::Executable, 40.0),
+            finding("b", Place::Runs, 10.0),
+        ];
+        assert_eq!(total_score(&f), 50.0);
+        let docs: Vec<Finding> = (0..30)
+            .map(|i| finding(&format!("r{i}"), Place::Docs, 4.0))
+            .collect();
+        assert_eq!(total_score(&docs), DOCS_SCORE_CAP);
+        // A rule found in docs and in a binary counts once, at the binary.
+        let both = [
+            finding("x", Place::Docs, 4.0),
+            finding("x", Place::Executable, 40.0),
+        ];
+        assert_eq!(total_score(&both), 40.0);
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../config/rules/obfuscation.toml"),
     ),
     ("name.toml", include_str!("../../config/rules/name.toml")),
+    (
+        "reputation.toml",
+        include_str!("../../config/rules/reputation.toml"),
+    ),
 ];
 
 /// Where a rule's literals and regexes are looked for.
@@ -468,5 +472,20 @@ mod tests {
         assert_eq!(set.path_rules("/etc/cron.d/evil"), vec![0]);
         assert!(set.path_rules("etc/cron.d/sub/dir").is_empty());
         assert!(set.path_rules("usr/etc/ld.so.preload").is_empty());
+    }
+
+    #[test]
+    fn shared_objects_under_etc_are_not_the_linker_config() {
+        let set = RuleSet::load(&[]).unwrap();
+        let fires = |path: &str| {
+            set.path_rules(path)
+                .iter()
+                .any(|&i| set.rules[i].id == "persistence.so-under-etc")
+        };
+        assert!(fires("etc/libsystem.so"));
+        assert!(fires("etc/x/libhide.so.1.2"));
+        for stock in ["etc/ld.so.conf", "etc/ld.so.cache", "etc/ld.so.preload"] {
+            assert!(!fires(stock), "{stock}");
+        }
     }
 }

@@ -121,6 +121,20 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// Digests travel as their string form (`sha256:<hex>`) and are validated again when read back.
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A streaming hasher; `finish` yields the [`Digest`].
 pub enum Hasher {
     Sha256(sha2::Sha256),
@@ -191,5 +205,14 @@ mod tests {
         let d = Digest::compute(Algorithm::Sha512, b"abc");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
         assert_eq!(d.hex().len(), 128);
+    }
+
+    #[test]
+    fn serde_uses_the_string_form_and_validates() {
+        let d: Digest = EMPTY.parse().unwrap();
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{EMPTY}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:abcd\"").is_err());
     }
 }

@@ -20,6 +20,50 @@ pub struct ManifestHead {
     pub media_type: Option<String>,
 }
 
+/// A content descriptor inside a manifest or index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+}
+
+/// An image manifest or an index, as far as inspection needs it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestDoc {
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+impl ManifestDoc {
+    pub fn parse(body: &[u8]) -> Option<ManifestDoc> {
+        serde_json::from_slice(body).ok()
+    }
+
+    /// An index (or Docker manifest list): it lists manifests, not layers.
+    pub fn is_index(&self) -> bool {
+        self.config.is_none() && !self.manifests.is_empty()
+    }
+}
+
 /// The media type of a manifest body: the upstream's `Content-Type` unless it is missing or
 /// generic, then the body's own `mediaType` field.
 pub fn manifest_media_type(content_type: Option<&str>, body: &[u8]) -> Option<String> {

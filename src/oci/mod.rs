@@ -7,4 +7,4 @@ pub mod name;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{ErrorCode, ErrorEnvelope, ErrorInfo};
-pub use name::{NameError, Reference, ReferenceError, RepoName, Tag};
+pub use name::{NameError, QualifiedName, Reference, ReferenceError, RepoName, Tag};

@@ -142,6 +142,76 @@ impl fmt::Debug for Reference {
     }
 }
 
+/// Whether `host` is a registry host as clients write it: `name[.name...][:port]` of ASCII letters,
+/// digits and `-` (a label never starts with `-`).
+pub fn is_registry_host(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+        });
+    name_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
+
+/// A repository name qualified by the registry it comes from, as it reads across registries:
+/// `docker.io/library/nginx`. The host is the upstream's configured host name (never an alias),
+/// lowercased; the name is as that upstream knows it (`library/` already added on Docker Hub).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QualifiedName {
+    host: String,
+    repo: RepoName,
+}
+
+impl QualifiedName {
+    /// `host` must pass [`is_registry_host`]; it is lowercased.
+    pub fn new(host: &str, repo: RepoName) -> Result<QualifiedName, NameError> {
+        if !is_registry_host(host) {
+            return Err(NameError(format!("{host}/{repo}")));
+        }
+        Ok(QualifiedName {
+            host: host.to_ascii_lowercase(),
+            repo,
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn repo(&self) -> &RepoName {
+        &self.repo
+    }
+}
+
+impl FromStr for QualifiedName {
+    type Err = NameError;
+
+    /// `host/name`: the first component is always the host.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, repo) = s.split_once('/').ok_or_else(|| NameError(s.to_string()))?;
+        QualifiedName::new(host, repo.parse().map_err(|_| NameError(s.to_string()))?)
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.repo)
+    }
+}
+
+impl fmt::Debug for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +266,28 @@ mod tests {
             "bad/tag".parse::<Reference>(),
             Err(ReferenceError::Tag(_))
         ));
+    }
+
+    #[test]
+    fn qualified_names_carry_their_host() {
+        let q: QualifiedName = "docker.io/library/nginx".parse().unwrap();
+        assert_eq!(
+            (q.host(), q.repo().as_str()),
+            ("docker.io", "library/nginx")
+        );
+        assert_eq!(q.to_string(), "docker.io/library/nginx");
+        let q = QualifiedName::new("Localhost:5000", "a/b".parse().unwrap()).unwrap();
+        assert_eq!(q.to_string(), "localhost:5000/a/b");
+        for bad in [
+            "nginx",
+            "docker.io/",
+            "/nginx",
+            "docker.io/Nginx",
+            "bad host/x",
+            "h:99999/x",
+            "-h/x",
+        ] {
+            assert!(bad.parse::<QualifiedName>().is_err(), "{bad}");
+        }
     }
 }

@@ -25,6 +25,10 @@ pub enum Error {
     #[error("no such API endpoint: {0}")]
     NotFound(String),
 
+    /// Refused by policy: a blocked name, image or blob.
+    #[error("{}", .0.message)]
+    Blocked(Box<crate::policy::guard::Blocked>),
+
     /// The upstream answered with a client error (unknown manifest, denied, ...), passed on.
     #[error("{message}")]
     Upstream {
@@ -47,6 +51,10 @@ pub enum Error {
         host: String,
         retry_after: Option<Duration>,
     },
+    /// A fault of the proxy itself (out of threads, …).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// The upstream sent something that cannot be right (wrong digest, oversized manifest).
     #[error("upstream {host} sent a bad answer: {reason}")]
     BadUpstream { host: String, reason: String },
@@ -55,10 +63,19 @@ pub enum Error {
 impl Error {
     /// Whether a client retrying the same request may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Unreachable(_) | Error::UpstreamFailed { .. } | Error::RateLimited { .. }
-        )
+        match self {
+            Error::Unreachable(UpstreamError::AuthDenied { .. }) => false,
+            Error::Unreachable(_) | Error::UpstreamFailed { .. } | Error::RateLimited { .. } => {
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<crate::policy::guard::Blocked> for Error {
+    fn from(b: crate::policy::guard::Blocked) -> Self {
+        Error::Blocked(Box::new(b))
     }
 }
 

@@ -2,6 +2,7 @@
 //! upstream, verified, and streamed on with tail-hold.
 
 pub mod error;
+pub mod offload;
 pub mod range;
 pub mod tags;
 pub mod tailhold;
@@ -11,7 +12,11 @@ pub use range::ByteRange;
 pub use tags::Page;
 pub use tailhold::{BlobCheck, DigestCheck, TailHold, Veto, Window};
 
+use crate::oci::media::ManifestDoc;
 use crate::oci::{media, Digest, ErrorCode, ErrorEnvelope, Reference};
+use crate::policy::guard::{Guard, Who};
+use crate::store::ImageBlobs;
+use crate::upstream::client::idle_body;
 use crate::upstream::{Route, UpstreamClient};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -20,6 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A blob body as it reaches the server: bytes, or an error that must abort the response.
 pub type BlobBody = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send>>;
@@ -37,6 +43,7 @@ pub struct ManifestRequest {
     pub reference: Reference,
     /// The client's `Accept` types, as a set (dockerd sends them in random order).
     pub accept: Vec<String>,
+    pub who: Who,
 }
 
 pub struct ManifestReply {
@@ -53,6 +60,7 @@ pub struct BlobRequest {
     pub range: Option<ByteRange>,
     /// HEAD: only the size and digest are wanted.
     pub head: bool,
+    pub who: Who,
 }
 
 pub struct BlobReply {
@@ -105,19 +113,264 @@ pub trait CheckFactory: Send + Sync {
 pub struct PullThrough {
     client: Arc<UpstreamClient>,
     extra_checks: Vec<Arc<dyn CheckFactory>>,
+    guard: Option<Arc<Guard>>,
 }
+
+/// Children of an index judged when the index is asked for (platform images, not attestations).
+const MAX_INDEX_CHILDREN: usize = 32;
+/// The largest image config fetched to be judged.
+const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+const IMAGE_CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
 
 impl PullThrough {
     pub fn new(client: Arc<UpstreamClient>) -> Self {
         PullThrough {
             client,
             extra_checks: Vec::new(),
+            guard: None,
         }
+    }
+
+    /// Judges names, images and layers on the way through (without it, nothing is inspected).
+    pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     pub fn with_checks(mut self, factory: Arc<dyn CheckFactory>) -> Self {
         self.extra_checks.push(factory);
         self
+    }
+
+    /// Fetches a manifest, byte-exact, and checks it against its digest.
+    async fn fetch_manifest(
+        &self,
+        route: &Route,
+        reference: &Reference,
+        accept: &[String],
+    ) -> Result<ManifestReply> {
+        let host = &route.upstream.host;
+        let bad = |reason: String| Error::BadUpstream {
+            host: host.clone(),
+            reason,
+        };
+        let mut headers = HeaderMap::new();
+        let accept: Vec<&str> = if accept.is_empty() {
+            media::DEFAULT_ACCEPT.to_vec()
+        } else {
+            accept.iter().map(String::as_str).collect()
+        };
+        if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
+            headers.insert(ACCEPT, v);
+        }
+        let rest = format!("manifests/{reference}");
+        let response = self.get(route, Method::GET, &rest, None, headers).await?;
+        let cap = self.client.settings().max_manifest_bytes;
+        if response.content_length().is_some_and(|l| l > cap as u64) {
+            return Err(bad(format!("manifest larger than {cap} bytes")));
+        }
+        let passthrough = passthrough_headers(response.headers());
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let announced: Option<Digest> = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = read_capped(response, cap, self.client.settings().idle_timeout())
+            .await
+            .map_err(|e| bad(format!("manifest body: {e}")))?;
+        let media_type = media::manifest_media_type(content_type.as_deref(), &bytes)
+            .ok_or_else(|| bad("manifest has no media type".into()))?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let got = Digest::compute(expected.algorithm(), &bytes);
+                if &got != expected {
+                    return Err(bad(format!("manifest {expected} hashes to {got}")));
+                }
+                got
+            }
+            Reference::Tag(_) => {
+                if let Some(announced) = announced {
+                    let got = Digest::compute(announced.algorithm(), &bytes);
+                    if got != announced {
+                        return Err(bad(format!(
+                            "manifest announced as {announced} hashes to {got}"
+                        )));
+                    }
+                }
+                Digest::sha256_of(&bytes)
+            }
+        };
+        Ok(ManifestReply {
+            digest,
+            media_type,
+            bytes,
+            headers: passthrough,
+        })
+    }
+
+    /// Judges what a manifest names: an image (its config and known layers), or each platform
+    /// image of an index (the index is refused when one of them is).
+    async fn judge(
+        &self,
+        guard: &Arc<Guard>,
+        req: &ManifestRequest,
+        reply: &ManifestReply,
+    ) -> Result<()> {
+        let Some(doc) = ManifestDoc::parse(&reply.bytes) else {
+            return Ok(());
+        };
+        if !doc.is_index() {
+            return self.judge_image(guard, req, &reply.digest, &doc).await;
+        }
+        let children = doc
+            .manifests
+            .iter()
+            .filter(|m| m.platform.as_ref().is_none_or(|p| p.os != "unknown"))
+            .take(MAX_INDEX_CHILDREN);
+        for child in children {
+            let digest: Digest = child.digest.parse().map_err(|e| Error::BadUpstream {
+                host: req.route.upstream.host.clone(),
+                reason: format!("index lists a bad digest: {e}"),
+            })?;
+            let accept = vec![child.media_type.clone()];
+            let reference = Reference::Digest(digest.clone());
+            let child_reply = self.fetch_manifest(&req.route, &reference, &accept).await?;
+            if let Some(child_doc) =
+                ManifestDoc::parse(&child_reply.bytes).filter(|d| !d.is_index())
+            {
+                self.judge_image(guard, req, &digest, &child_doc).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn judge_image(
+        &self,
+        guard: &Arc<Guard>,
+        req: &ManifestRequest,
+        digest: &Digest,
+        doc: &ManifestDoc,
+    ) -> Result<()> {
+        let Some(config) = &doc.config else {
+            return Ok(());
+        };
+        let bad = |reason: String| Error::BadUpstream {
+            host: req.route.upstream.host.clone(),
+            reason,
+        };
+        let parse = |d: &str| {
+            d.parse::<Digest>()
+                .map_err(|e| bad(format!("manifest lists a bad digest: {e}")))
+        };
+        let blobs = ImageBlobs {
+            config: parse(&config.digest)?,
+            layers: doc
+                .layers
+                .iter()
+                .map(|l| parse(&l.digest))
+                .collect::<Result<_>>()?,
+        };
+        // Artifacts (Helm charts, signatures) have other config types: only their layers count.
+        let config_bytes = if IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
+            match self
+                .fetch_small_blob(&req.route, &blobs.config, MAX_CONFIG_BYTES)
+                .await
+            {
+                Ok(b) => b,
+                // No client can pull an image whose config is missing; nothing to judge.
+                Err(Error::Upstream { status: 404, .. }) => {
+                    tracing::warn!(config = %blobs.config, "image config not found upstream: manifest passed on unjudged");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            Bytes::from_static(b"{}")
+        };
+        if guard.policy.config.strict {
+            for layer in guard.unjudged_layers(&blobs) {
+                self.judge_layer_now(guard, &req.route, &layer, &req.who)
+                    .await?;
+            }
+        }
+        guard.judge_image(
+            &req.route,
+            &req.reference,
+            digest,
+            &blobs,
+            &config_bytes,
+            &req.who,
+        )?;
+        Ok(())
+    }
+
+    /// A small blob (an image config), whole and verified.
+    async fn fetch_small_blob(&self, route: &Route, digest: &Digest, cap: usize) -> Result<Bytes> {
+        let response = self
+            .get(
+                route,
+                Method::GET,
+                &format!("blobs/{digest}"),
+                None,
+                HeaderMap::new(),
+            )
+            .await?;
+        let bytes = read_capped(response, cap, self.client.settings().idle_timeout())
+            .await
+            .map_err(|e| Error::BadUpstream {
+                host: route.upstream.host.clone(),
+                reason: format!("blob {digest}: {e}"),
+            })?;
+        let got = Digest::compute(digest.algorithm(), &bytes);
+        if &got != digest {
+            return Err(Error::BadUpstream {
+                host: route.upstream.host.clone(),
+                reason: format!("blob {digest} hashes to {got}"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Strict mode: reads a whole layer from the upstream through its checks, sending nothing, so
+    /// its verdict is known before the manifest is answered.
+    async fn judge_layer_now(
+        &self,
+        guard: &Arc<Guard>,
+        route: &Route,
+        digest: &Digest,
+        who: &Who,
+    ) -> Result<()> {
+        let response = self
+            .get(
+                route,
+                Method::GET,
+                &format!("blobs/{digest}"),
+                None,
+                HeaderMap::new(),
+            )
+            .await?;
+        let size = content_length(response.headers());
+        let mut checks: Vec<Box<dyn BlobCheck>> =
+            vec![Box::new(DigestCheck::new(digest.clone(), size))];
+        checks.extend(guard.layer_check(route, digest, who));
+        let body = idle_body(response, self.client.settings().idle_timeout());
+        let mut stream = TailHold::new(body, checks, Window::ALL);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                // A refused layer has its verdict stored by now; judge_image will report it.
+                tracing::info!(%digest, reason = %e, "strict mode: layer refused before the manifest was answered");
+                break;
+            }
+        }
+        Ok(())
     }
 
     async fn get(
@@ -155,7 +408,10 @@ impl PullThrough {
                 attempts,
             };
         }
-        let body = read_capped(response, 64 * 1024).await.unwrap_or_default();
+        let idle = self.client.settings().idle_timeout();
+        let body = read_capped(response, 64 * 1024, idle)
+            .await
+            .unwrap_or_default();
         let upstream_err = ErrorEnvelope::parse(&body).and_then(|e| e.errors.into_iter().next());
         let default_code = if rest.starts_with("blobs/") {
             ErrorCode::BlobUnknown
@@ -221,72 +477,23 @@ impl PullThrough {
 
 impl Registry for PullThrough {
     async fn manifest(&self, req: ManifestRequest) -> Result<ManifestReply> {
-        let route = &req.route;
-        let host = &route.upstream.host;
-        let bad = |reason: String| Error::BadUpstream {
-            host: host.clone(),
-            reason,
-        };
-        let mut headers = HeaderMap::new();
-        let accept: Vec<&str> = if req.accept.is_empty() {
-            media::DEFAULT_ACCEPT.to_vec()
-        } else {
-            req.accept.iter().map(String::as_str).collect()
-        };
-        if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
-            headers.insert(ACCEPT, v);
+        if let Some(g) = &self.guard {
+            g.check_name(&req.route, &req.who).await?;
         }
-        let rest = format!("manifests/{}", req.reference);
-        let response = self.get(route, Method::GET, &rest, None, headers).await?;
-        let cap = self.client.settings().max_manifest_bytes;
-        if response.content_length().is_some_and(|l| l > cap as u64) {
-            return Err(bad(format!("manifest larger than {cap} bytes")));
+        let reply = self
+            .fetch_manifest(&req.route, &req.reference, &req.accept)
+            .await?;
+        if let Some(g) = &self.guard {
+            self.judge(g, &req, &reply).await?;
         }
-        let passthrough = passthrough_headers(response.headers());
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let announced: Option<Digest> = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let bytes = read_capped(response, cap)
-            .await
-            .map_err(|e| bad(format!("manifest body: {e}")))?;
-        let media_type = media::manifest_media_type(content_type.as_deref(), &bytes)
-            .ok_or_else(|| bad("manifest has no media type".into()))?;
-        let digest = match &req.reference {
-            Reference::Digest(expected) => {
-                let got = Digest::compute(expected.algorithm(), &bytes);
-                if &got != expected {
-                    return Err(bad(format!("manifest {expected} hashes to {got}")));
-                }
-                got
-            }
-            Reference::Tag(_) => {
-                if let Some(announced) = announced {
-                    let got = Digest::compute(announced.algorithm(), &bytes);
-                    if got != announced {
-                        return Err(bad(format!(
-                            "manifest announced as {announced} hashes to {got}"
-                        )));
-                    }
-                }
-                Digest::sha256_of(&bytes)
-            }
-        };
-        Ok(ManifestReply {
-            digest,
-            media_type,
-            bytes,
-            headers: passthrough,
-        })
+        Ok(reply)
     }
 
     async fn blob(&self, req: BlobRequest) -> Result<BlobReply> {
+        if let Some(g) = &self.guard {
+            g.check_name(&req.route, &req.who).await?;
+            g.check_blob(&req.route, &req.digest, &req.who)?;
+        }
         let rest = format!("blobs/{}", req.digest);
         if req.head {
             let response = self
@@ -318,13 +525,19 @@ impl Registry for PullThrough {
         for f in &self.extra_checks {
             checks.extend(f.checks(&req));
         }
+        if let Some(g) = &self.guard {
+            if let Some(check) = g.layer_check(&req.route, &req.digest, &req.who) {
+                checks.push(offloaded(&req.digest, check)?);
+            }
+        }
         let w = window.map_or(Window::ALL, |(start, end)| Window {
             start,
             end: end + 1,
         });
         let digest = req.digest.clone();
         let host = req.route.upstream.host.clone();
-        let body = TailHold::new(response.bytes_stream(), checks, w).on_end(Box::new(move |outcome| {
+        let upstream_body = idle_body(response, self.client.settings().idle_timeout());
+        let body = TailHold::new(upstream_body, checks, w).on_end(Box::new(move |outcome| {
             if let Err(veto) = outcome {
                 tracing::warn!(%digest, upstream = %host, reason = %veto, "blob refused mid-stream: tail withheld, response aborted");
             }
@@ -339,6 +552,9 @@ impl Registry for PullThrough {
     }
 
     async fn tags(&self, route: Route, page: Page, link_base: String) -> Result<JsonReply> {
+        if let Some(g) = &self.guard {
+            g.check_name(&route, &Who::default()).await?;
+        }
         let query = page.query();
         let response = self
             .get(
@@ -356,7 +572,9 @@ impl Registry for PullThrough {
             .get(LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link_query);
-        let mut reply = json_reply(&route, response, HeaderMap::new(), "application/json").await?;
+        let idle = self.client.settings().idle_timeout();
+        let mut reply =
+            json_reply(&route, response, HeaderMap::new(), "application/json", idle).await?;
         // Some upstreams (distribution 2.8) ignore `n` and `last`; the spec says at most `n`
         // tags after `last`, in lexical order, so the page is cut here when they did.
         let mut next = upstream_next;
@@ -379,6 +597,9 @@ impl Registry for PullThrough {
         digest: Digest,
         query: Option<String>,
     ) -> Result<JsonReply> {
+        if let Some(g) = &self.guard {
+            g.check_name(&route, &Who::default()).await?;
+        }
         let rest = format!("referrers/{digest}");
         let response = self
             .get(
@@ -393,8 +614,17 @@ impl Registry for PullThrough {
         if let Some(v) = response.headers().get("oci-filters-applied") {
             headers.insert(HeaderName::from_static("oci-filters-applied"), v.clone());
         }
-        json_reply(&route, response, headers, media::OCI_INDEX).await
+        let idle = self.client.settings().idle_timeout();
+        json_reply(&route, response, headers, media::OCI_INDEX, idle).await
     }
+}
+
+/// Runs a layer's inspection on its own thread, so the blob streams while it is judged.
+fn offloaded(digest: &Digest, check: Box<dyn BlobCheck>) -> Result<Box<dyn BlobCheck>> {
+    let name = format!("inspect-{}", &digest.hex()[..12.min(digest.hex().len())]);
+    offload::Offloaded::new(name, check, offload::DEFAULT_CAPACITY)
+        .map(|o| Box::new(o) as Box<dyn BlobCheck>)
+        .map_err(|e| Error::Internal(format!("cannot start an inspector thread: {e}")))
 }
 
 /// The largest tag list or referrers index passed through.
@@ -405,6 +635,7 @@ async fn json_reply(
     response: reqwest::Response,
     headers: HeaderMap,
     default_type: &str,
+    idle: Duration,
 ) -> Result<JsonReply> {
     let content_type = response
         .headers()
@@ -412,7 +643,7 @@ async fn json_reply(
         .and_then(|v| v.to_str().ok())
         .unwrap_or(default_type)
         .to_string();
-    let bytes = read_capped(response, MAX_JSON_BYTES)
+    let bytes = read_capped(response, MAX_JSON_BYTES, idle)
         .await
         .map_err(|e| Error::BadUpstream {
             host: route.upstream.host.clone(),
@@ -463,15 +694,17 @@ fn passthrough_headers(upstream: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Reads a whole body, refusing one longer than `cap` without buffering past it.
+/// Reads a whole body, refusing one longer than `cap` without buffering past it, or one that
+/// stalls for `idle`.
 async fn read_capped(
     response: reqwest::Response,
     cap: usize,
+    idle: Duration,
 ) -> std::result::Result<Bytes, String> {
     let mut buf = BytesMut::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = idle_body(response, idle);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| crate::upstream::client::error_chain(&e))?;
+        let chunk = chunk?;
         if buf.len() + chunk.len() > cap {
             return Err(format!("body larger than {cap} bytes"));
         }

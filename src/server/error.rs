@@ -14,6 +14,8 @@ pub enum Source {
     Client,
     Upstream,
     Proxy,
+    /// A policy decision: the content was judged and refused.
+    Policy,
 }
 
 /// An error on its way to the client.
@@ -40,6 +42,7 @@ impl ApiError {
                 Client,
             ),
             Error::NotConfigured(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied, Client),
+            Error::Blocked(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied, Policy),
             Error::Unsupported { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 ErrorCode::Unsupported,
@@ -51,6 +54,9 @@ impl ApiError {
                 *code,
                 Upstream,
             ),
+            Error::Unreachable(UpstreamError::AuthDenied { .. }) => {
+                (StatusCode::FORBIDDEN, ErrorCode::Denied, Upstream)
+            }
             Error::Unreachable(UpstreamError::Timeout { .. }) => (
                 StatusCode::GATEWAY_TIMEOUT,
                 ErrorCode::Unavailable,
@@ -66,20 +72,51 @@ impl ApiError {
                 Upstream,
             ),
             Error::BadUpstream { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown, Upstream),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, Proxy),
         }
     }
+}
+
+/// The longest reason phrase sent.
+const MAX_REASON: usize = 200;
+
+/// `Blocked by portcullis: <slug>: …` as a valid HTTP/1.1 reason phrase (visible ASCII and
+/// spaces). The slug (the main rule id) comes first: the phrase is cut at [`MAX_REASON`], and the
+/// message starts with the subject's 71-character digest.
+pub fn reason_phrase(slug: &str, message: &str) -> hyper::ext::ReasonPhrase {
+    let text = message
+        .strip_prefix("blocked by portcullis: ")
+        .unwrap_or(message);
+    let mut phrase: String = format!("Blocked by portcullis: {slug}: {text}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_REASON)
+        .collect();
+    if phrase.len() == MAX_REASON {
+        phrase.push_str("...");
+    }
+    hyper::ext::ReasonPhrase::try_from(phrase.into_bytes())
+        .unwrap_or_else(|_| hyper::ext::ReasonPhrase::from_static(b"Blocked by portcullis"))
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, source) = self.status_and_code();
+        let mut detail = serde_json::json!({ "source": source, "retryable": self.0.retryable() });
+        if let Error::Blocked(b) = &self.0 {
+            detail["verdict"] = b.detail.clone();
+        }
         let envelope = ErrorEnvelope {
             errors: vec![ErrorInfo {
                 code,
                 message: self.0.to_string(),
-                detail: Some(
-                    serde_json::json!({ "source": source, "retryable": self.0.retryable() }),
-                ),
+                detail: Some(detail),
             }],
         };
         let body = serde_json::to_vec(&envelope).unwrap_or_default();
@@ -101,6 +138,13 @@ impl IntoResponse for ApiError {
             } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
             }
+            Error::Blocked(b) => {
+                // containerd prints the status line, not the body: the reason goes there too
+                // (HTTP/1.1 only; HTTP/2 has no reason phrase).
+                response
+                    .extensions_mut()
+                    .insert(reason_phrase(&b.slug, &b.message));
+            }
             _ => {}
         }
         if status.is_server_error() {
@@ -109,5 +153,29 @@ impl IntoResponse for ApiError {
             tracing::info!(%status, error = %self.0, "request refused");
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_phrase_names_the_rule_before_it_is_cut() {
+        let message = format!(
+            "blocked by portcullis: docker.io/acme/app@sha256:{} (score 450): {}",
+            "a".repeat(64),
+            "a validated Monero wallet together with a pool host\u{2026} ".repeat(5)
+        );
+        let phrase = reason_phrase("miner.wallet-with-pool", &message);
+        let phrase = std::str::from_utf8(phrase.as_bytes()).unwrap();
+        assert!(
+            phrase
+                .starts_with("Blocked by portcullis: miner.wallet-with-pool: docker.io/acme/app@"),
+            "{phrase}"
+        );
+        assert!(phrase.ends_with("..."), "{phrase}");
+        assert_eq!(phrase.len(), MAX_REASON + 3);
+        assert!(phrase.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
     }
 }

@@ -1,19 +1,23 @@
 //! Thin handlers: parse the request into typed parts, call the registry, shape the answer.
 
+use super::blocked::{self, ClientKind};
 use super::error::ApiError;
 use super::path::{self, ApiPath};
 use super::AppState;
 use crate::oci::{Digest, Reference};
+use crate::policy::guard::Who;
 use crate::proxy::{
     BlobReply, BlobRequest, ByteRange, Error, JsonReply, ManifestReply, ManifestRequest, Page,
     Registry,
 };
 use crate::upstream::Route;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header::{ACCEPT, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -32,10 +36,15 @@ pub async fn version(method: Method) -> Result<Response> {
 /// Every `/v2/<name>/...` request.
 pub async fn api<R: Registry>(
     State(state): State<Arc<AppState<R>>>,
-    method: Method,
-    uri: http::Uri,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Result<Response> {
+    let (parts, _) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    // Present when served by `portcullis serve`; absent in router tests.
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     if method != Method::GET && method != Method::HEAD {
         return Err(Error::Unsupported {
             method: method.to_string(),
@@ -59,13 +68,12 @@ pub async fn api<R: Registry>(
     let span = tracing::Span::current();
     span.record("upstream", route.upstream.host.as_str());
     span.record("repo", route.repo.as_str());
+    let who = Who { client };
     let mut response = match api_path {
         ApiPath::Manifest { reference, .. } => {
-            manifest(&state.registry, route, reference, &headers, head).await?
+            manifest(&state, route, reference, &headers, head, who).await?
         }
-        ApiPath::Blob { digest, .. } => {
-            blob(&state.registry, route, digest, &headers, head).await?
-        }
+        ApiPath::Blob { digest, .. } => blob(&state, route, digest, &headers, head, who).await?,
         ApiPath::Tags { name } => {
             let link_base = format!("/v2/{name}/tags/list");
             json(
@@ -91,11 +99,12 @@ pub async fn api<R: Registry>(
 }
 
 async fn manifest<R: Registry>(
-    registry: &R,
+    state: &AppState<R>,
     route: Route,
     reference: &str,
     headers: &HeaderMap,
     head: bool,
+    who: Who,
 ) -> Result<Response> {
     let reference: Reference =
         reference
@@ -105,15 +114,31 @@ async fn manifest<R: Registry>(
                 crate::oci::ReferenceError::Tag(t) => Error::ReferenceInvalid(t.to_string()),
             })?;
     tracing::Span::current().record("reference", tracing::field::display(&reference));
+    // dockerd fetches by digest the synthetic "blocked" manifest its HEAD was given.
+    if let Reference::Digest(d) = &reference {
+        if let Some(bytes) = state.synthetic.get(d) {
+            return Ok(blocked::synthetic_response(d, bytes, head));
+        }
+    }
     let accept = accept_set(headers);
-    let reply = registry
-        .manifest(ManifestRequest {
-            route,
-            reference,
-            accept,
-        })
-        .await?;
-    Ok(manifest_response(reply, head))
+    let request = ManifestRequest {
+        route,
+        reference: reference.clone(),
+        accept,
+        who,
+    };
+    match state.registry.manifest(request).await {
+        Ok(reply) => Ok(manifest_response(reply, head)),
+        Err(Error::Blocked(b)) => Ok(blocked::manifest_refusal(
+            b,
+            &reference,
+            head,
+            ClientKind::of(headers),
+            &state.clients,
+            &state.synthetic,
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn manifest_response(reply: ManifestReply, head: bool) -> Response {
@@ -133,11 +158,12 @@ fn manifest_response(reply: ManifestReply, head: bool) -> Response {
 }
 
 async fn blob<R: Registry>(
-    registry: &R,
+    state: &AppState<R>,
     route: Route,
     digest: &str,
     headers: &HeaderMap,
     head: bool,
+    who: Who,
 ) -> Result<Response> {
     let digest = parse_digest(digest)?;
     tracing::Span::current().record("digest", tracing::field::display(&digest));
@@ -145,15 +171,18 @@ async fn blob<R: Registry>(
         .get(RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(ByteRange::parse);
-    let reply = registry
-        .blob(BlobRequest {
-            route,
-            digest,
-            range,
-            head,
-        })
-        .await?;
-    Ok(blob_response(reply))
+    let request = BlobRequest {
+        route,
+        digest,
+        range,
+        head,
+        who,
+    };
+    match state.registry.blob(request).await {
+        Ok(reply) => Ok(blob_response(reply)),
+        Err(Error::Blocked(b)) => Ok(blocked::refusal(b, &state.clients)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn blob_response(reply: BlobReply) -> Response {

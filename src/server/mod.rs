@@ -1,5 +1,6 @@
 //! The HTTP face of portcullis: the axum router, request logging, and the handlers.
 
+pub mod blocked;
 pub mod error;
 pub mod handlers;
 pub mod path;
@@ -25,6 +26,9 @@ use tracing::Instrument;
 pub struct AppState<R> {
     pub registry: R,
     pub upstreams: Upstreams,
+    /// How blocks are shown to each kind of client.
+    pub clients: crate::policy::ClientConfig,
+    pub synthetic: blocked::Synthetic,
 }
 
 pub fn router<R: Registry>(state: Arc<AppState<R>>) -> Router {

@@ -3,8 +3,11 @@
 use super::auth::{parse_challenges, realm_allowed, Challenge, TokenCache, TokenResponse};
 use super::route::{Route, Upstream};
 use crate::config::UpstreamSettings;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use http::header::{AUTHORIZATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use std::pin::Pin;
 use std::time::Duration;
 use url::Url;
 
@@ -18,6 +21,9 @@ pub enum UpstreamError {
     Timeout { host: String, secs: u64 },
     #[error("token service of upstream {host}: {reason}")]
     Auth { host: String, reason: String },
+    /// The token service refused (401/403), e.g. wrong credentials: retrying cannot help.
+    #[error("token service of upstream {host} refused access: {reason}")]
+    AuthDenied { host: String, reason: String },
 }
 
 pub struct UpstreamClient {
@@ -33,8 +39,8 @@ impl UpstreamClient {
     pub fn new(settings: UpstreamSettings) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout())
-            // Applies to every read of a body: a stalled upstream is abandoned after this long.
-            .read_timeout(settings.idle_timeout())
+            // No client-wide read_timeout: reqwest applies it to the wait for the response head
+            // too, which would cut first_byte_timeout short. Bodies go through `idle_body`.
             // reqwest drops Authorization (and cookies) when a redirect changes host or port, so a
             // blob redirect to a CDN never carries the upstream's credential.
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
@@ -204,13 +210,35 @@ impl UpstreamClient {
             .await
             .map_err(|_| auth_err("timed out".into()))?
             .map_err(|e| auth_err(error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(auth_err(format!("answered {}", response.status())));
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // Docker Hub says why in `details`, distribution-style services in `errors`.
+            let body = tokio::time::timeout(
+                self.settings.idle_timeout(),
+                response.json::<serde_json::Value>(),
+            )
+            .await;
+            let body = body.ok().and_then(Result::ok).unwrap_or_default();
+            let why = body["details"]
+                .as_str()
+                .or(body["errors"][0]["message"].as_str());
+            let reason = match why {
+                Some(why) => format!("answered {status}: {why}"),
+                None => format!("answered {status}"),
+            };
+            return Err(UpstreamError::AuthDenied {
+                host: up.host.clone(),
+                reason,
+            });
         }
-        let body: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| auth_err(format!("unreadable token response: {e}")))?;
+        if !status.is_success() {
+            return Err(auth_err(format!("answered {status}")));
+        }
+        let body: TokenResponse =
+            tokio::time::timeout(self.settings.idle_timeout(), response.json())
+                .await
+                .map_err(|_| auth_err("token response stalled".into()))?
+                .map_err(|e| auth_err(format!("unreadable token response: {e}")))?;
         let (token, ttl) = body
             .into_token()
             .ok_or_else(|| auth_err("token response carries no token".into()))?;
@@ -252,6 +280,28 @@ fn basic(user: &str, password: &str) -> HeaderValue {
 async fn sleep_backoff(backoff: &mut Duration) {
     tokio::time::sleep(*backoff).await;
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// An upstream response body as a stream of chunks, with errors as text.
+pub type UpstreamBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// A response body that fails once no byte has arrived for `idle`: a stalled upstream is
+/// abandoned after this long, however long the whole transfer takes.
+pub fn idle_body(response: reqwest::Response, idle: Duration) -> UpstreamBody {
+    let body =
+        futures_util::stream::unfold(Some(response.bytes_stream()), move |state| async move {
+            let mut body = state?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+                Ok(Some(Err(e))) => Some((Err(error_chain(&e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(format!("upstream sent nothing for {} s", idle.as_secs())),
+                    None,
+                )),
+            }
+        });
+    Box::pin(body)
 }
 
 /// `Retry-After` as seconds or an HTTP date.

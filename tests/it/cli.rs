@@ -7,19 +7,34 @@ fn check(text: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("p.toml");
     std::fs::write(&f, text).unwrap();
-    let out = Command::new(PORTCULLIS).args(["config", "check"]).arg(&f).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(PORTCULLIS)
+        .args(["config", "check"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 #[test]
 fn config_check_accepts_the_documented_example() {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/portcullis.toml")).unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/portcullis.toml"
+    ))
+    .unwrap();
     let (ok, out) = check(&example);
     assert!(ok, "{out}");
     assert!(out.contains(": ok"), "{out}");
     // The embedded default is that very file.
-    let out = Command::new(PORTCULLIS).args(["config", "default"]).output().unwrap();
+    let out = Command::new(PORTCULLIS)
+        .args(["config", "default"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), example);
 }
 
@@ -48,23 +63,51 @@ fn serve_runs_on_the_embedded_default_and_creates_its_data_dir() {
     assert!(p.dir.path().join("data").is_dir());
     let r = http().get(format!("{}/v2/", p.url())).send().unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
-    assert_eq!(http().get(format!("{}/healthz", p.url())).send().unwrap().status(), 200);
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    assert_eq!(
+        http()
+            .get(format!("{}/healthz", p.url()))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
     let log = p.log_text();
-    for host in ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io"] {
-        assert!(log.contains(host), "{host} missing from start-up log: {log}");
+    for host in [
+        "docker.io",
+        "ghcr.io",
+        "quay.io",
+        "registry.k8s.io",
+        "gcr.io",
+    ] {
+        assert!(
+            log.contains(host),
+            "{host} missing from start-up log: {log}"
+        );
     }
 }
 
 #[test]
 fn bad_flags_fail_fast_with_the_reason() {
     let out = Command::new(PORTCULLIS)
-        .args(["serve", "--listen", "127.0.0.1:0", "--default-upstream", "nowhere.example"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--default-upstream",
+            "nowhere.example",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("upstream.default"));
-    let out = Command::new(PORTCULLIS).args(["serve", "--upstream", "no-equals-sign"]).output().unwrap();
+    let out = Command::new(PORTCULLIS)
+        .args(["serve", "--upstream", "no-equals-sign"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HOST=URL"));
 }

@@ -1,5 +1,14 @@
 //! Integration tests: portcullis between real clients and a real upstream registry.
 //! One test binary, so the crate and the harness are compiled once.
 
+mod auth;
+mod cli;
 mod common;
+mod containerd;
+mod corpus;
+mod docker;
+mod enforce;
+mod faults;
+mod reputation;
 mod skopeo;
+mod store_cli;

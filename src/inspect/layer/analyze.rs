@@ -51,7 +51,7 @@ impl Role {
             Some("script") => Role::Script,
             Some("elf") => Role::Elf,
             Some("executable") => Role::Executable,
-            Some("monero-wallet") => Role::Wallet,
+            Some("monero-wallet") if rule.scopes.contains(&Scope::Content) => Role::Wallet,
             Some("xmrig-config") => Role::XmrigConfig,
             Some("upx") => Role::Upx,
             Some("upx-tampered") => Role::UpxTampered,
@@ -90,7 +90,7 @@ impl UpxMark {
 }
 
 /// The rule pack seen from the layer inspector, derived once per rule set.
-pub(crate) struct LayerRules {
+pub struct LayerRules {
     pub set: Arc<RuleSet>,
     roles: Vec<Role>,
     /// First global pattern number of each rule (its literals, then its regexes).

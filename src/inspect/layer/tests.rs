@@ -228,8 +228,16 @@ fn malicious_layer_findings_name_their_rules_and_places() {
     assert_eq!(r.format, LayerFormat::Gzip);
     let expect = [
         ("miner.xmrig-config", "/opt/.x/config.json", Place::File),
-        ("miner.monero-wallet", "/opt/.x/config.json", Place::File),
-        ("miner.pool-host", "/opt/.x/config.json", Place::File),
+        (
+            "miner.monero-wallet-in-file",
+            "/opt/.x/config.json",
+            Place::File,
+        ),
+        (
+            "miner.pool-host-in-file",
+            "/opt/.x/config.json",
+            Place::File,
+        ),
         (
             "miner.xmrig-strings",
             "/usr/local/bin/dockerd",
@@ -312,7 +320,7 @@ fn malicious_layer_findings_name_their_rules_and_places() {
             Place::Executable,
         ),
         (
-            "obfuscation.download-exec",
+            "obfuscation.download-exec-in-script",
             "/opt/.x/start.sh",
             Place::Executable,
         ),
@@ -547,7 +555,10 @@ exec /usr/lib/apt/apt.systemd.daily
             "miner.base64-fragments",
             "/opt/sigma/rules/linux/proc_creation_lnx_crypto_mining.yml",
         ),
-        ("miner.pool-host", "/etc/falco/rules/falco_rules.yaml"),
+        (
+            "miner.pool-host-in-file",
+            "/etc/falco/rules/falco_rules.yaml",
+        ),
         ("miner.stratum-url", "/var/lib/clamav/daily.cvd"),
         ("miner.stratum-url", "/app/README.md"),
         (
@@ -926,14 +937,14 @@ fn files_the_entrypoint_runs_are_upgraded() {
     let before = r
         .findings
         .iter()
-        .find(|f| f.rule == "obfuscation.download-exec")
+        .find(|f| f.rule == "obfuscation.download-exec-in-script")
         .unwrap()
         .score;
     r.mark_runs(&["/entry.sh"]);
     let f = r
         .findings
         .iter()
-        .find(|f| f.rule == "obfuscation.download-exec")
+        .find(|f| f.rule == "obfuscation.download-exec-in-script")
         .unwrap();
     assert_eq!(f.place, Place::Runs);
     assert!((f.score - before * 2.0).abs() < 1e-9);

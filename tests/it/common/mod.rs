@@ -5,6 +5,11 @@
 
 #![allow(dead_code)]
 
+pub mod access_log;
+pub mod containerd;
+pub mod corpus;
+pub mod dockerd;
+pub mod fake;
 pub mod image;
 
 use std::io::{BufRead, BufReader};
