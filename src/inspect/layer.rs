@@ -472,7 +472,7 @@ impl LayerInspector {
     }
 }
 
-/// Called once with a layer's report when its stream ends.
+/// Called once with a layer's report when its stream ends (or is refused early).
 pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
 
 /// The [`BlobCheck`] adapter: inspects a layer as it streams and refuses it once its score
@@ -483,9 +483,6 @@ pub struct LayerCheck {
     seen_version: u64,
     on_report: Option<OnReport>,
 }
-
-/// Receives a layer's report when its stream ends (or is refused early).
-pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
 
 impl LayerCheck {
     pub fn new(inspector: LayerInspector, block_at: f64) -> LayerCheck {
