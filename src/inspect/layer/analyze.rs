@@ -111,6 +111,10 @@ pub struct LayerRules {
     /// and the exact automaton confirms. `None` where Teddy is not available (or too many
     /// literals): the automaton scans alone, for every literal.
     fast: [Option<packed::Searcher>; 4],
+    /// For each rule, the [`Class`]es (bits) whose files are searched for its literals and
+    /// regexes; hits of other rules are not recorded, so which files record which hits never
+    /// depends on where chunk boundaries fall.
+    scanned_in: Vec<u8>,
 }
 
 /// Which literals a file's content is searched for: the rules that apply to every file, plus
@@ -121,6 +125,12 @@ enum Class {
     Elf = 1,
     Script = 2,
     PathRule = 3,
+}
+
+impl Class {
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
 }
 
 impl LayerRules {
@@ -150,17 +160,23 @@ impl LayerRules {
             Role::Ignored => None,
             _ => Some(Class::Plain),
         };
+        let scanned_in: Vec<u8> = set
+            .rules
+            .iter()
+            .zip(&roles)
+            .map(|(r, role)| match class_of(*role) {
+                _ if !r.scopes.contains(&Scope::Content) => 0,
+                Some(Class::Plain) => 0b1111,
+                Some(c) => c.bit() | Class::PathRule.bit(),
+                None => 0,
+            })
+            .collect();
         let fast = [Class::Plain, Class::Elf, Class::Script, Class::PathRule].map(|class| {
             let mut literals: Vec<Vec<u8>> = set
                 .rules
                 .iter()
-                .zip(&roles)
-                .filter(|(r, role)| {
-                    r.scopes.contains(&Scope::Content)
-                        && class_of(**role).is_some_and(|c| {
-                            c == Class::Plain || c == class || class == Class::PathRule
-                        })
-                })
+                .zip(&scanned_in)
+                .filter(|(_, mask)| *mask & class.bit() != 0)
                 .flat_map(|(r, _)| {
                     r.literals
                         .iter()
@@ -181,6 +197,7 @@ impl LayerRules {
         });
         LayerRules {
             fast,
+            scanned_in,
             traversal: find(Role::PathTraversal),
             bomb: find(Role::Bomb),
             xmrig: find(Role::XmrigConfig),
@@ -228,7 +245,10 @@ impl Hits {
         self.tail.clear();
     }
 
-    fn record(&mut self, rules: &LayerRules, hit: Hit, offset: u64, text: &[u8]) {
+    fn record(&mut self, rules: &LayerRules, class: Class, hit: Hit, offset: u64, text: &[u8]) {
+        if rules.scanned_in[hit.rule] & class.bit() == 0 {
+            return;
+        }
         let g = rules.base[hit.rule] + hit.pattern;
         let (word, bit) = (g / 64, 1u64 << (g % 64));
         if self.seen[word] & bit != 0 {
@@ -258,9 +278,23 @@ impl Hits {
             joint.extend_from_slice(&slice[..slice.len().min(self.overlap)]);
             let t = self.tail.len();
             let joint_at = at - t as u64;
-            matcher.literal_hits(&joint, |h| {
+            // The fast searcher rules most joints out at a fraction of the automaton's cost.
+            let mut folded = std::mem::take(&mut self.folded);
+            folded.clear();
+            folded.extend(joint.iter().map(|&b| fold(b)));
+            let maybe = rules.fast[class as usize]
+                .as_ref()
+                .is_none_or(|fast| fast.find(&folded).is_some());
+            self.folded = folded;
+            matcher.literal_hits(if maybe { &joint[..] } else { &[] }, |h| {
                 if h.start < t && h.end > t {
-                    self.record(rules, h, joint_at + h.start as u64, &joint[h.start..h.end]);
+                    self.record(
+                        rules,
+                        class,
+                        h,
+                        joint_at + h.start as u64,
+                        &joint[h.start..h.end],
+                    );
                 }
             });
             self.joint = joint;
@@ -268,11 +302,11 @@ impl Hits {
         match &rules.fast[class as usize] {
             Some(fast) => {
                 for (i, piece) in slice.chunks(PIECE).enumerate() {
-                    self.scan_fast(rules, fast, piece, at + (i * PIECE) as u64);
+                    self.scan_fast(rules, class, fast, piece, at + (i * PIECE) as u64);
                 }
             }
             None => matcher.literal_hits(slice, |h| {
-                self.record(rules, h, at + h.start as u64, &slice[h.start..h.end])
+                self.record(rules, class, h, at + h.start as u64, &slice[h.start..h.end])
             }),
         }
         if slice.len() >= self.overlap {
@@ -295,7 +329,14 @@ impl Hits {
     /// scan's). The fast searcher finds the leftmost place a literal starts, `[s, e)`; no literal
     /// starts before `s`, so the exact automaton over `[s, e + L - 1)` reports every hit that
     /// starts in `[s, e)`, overlapping ones included; the search resumes at `e`.
-    fn scan_fast(&mut self, rules: &LayerRules, fast: &packed::Searcher, piece: &[u8], at: u64) {
+    fn scan_fast(
+        &mut self,
+        rules: &LayerRules,
+        class: Class,
+        fast: &packed::Searcher,
+        piece: &[u8],
+        at: u64,
+    ) {
         let matcher = rules.content();
         let mut folded = std::mem::take(&mut self.folded);
         folded.resize(piece.len(), 0);
@@ -312,7 +353,13 @@ impl Hits {
             let region = &piece[s..(e + self.overlap).min(piece.len())];
             matcher.literal_hits(region, |h| {
                 if s + h.start < e {
-                    self.record(rules, h, at + (s + h.start) as u64, &region[h.start..h.end]);
+                    self.record(
+                        rules,
+                        class,
+                        h,
+                        at + (s + h.start) as u64,
+                        &region[h.start..h.end],
+                    );
                 }
             });
             pos = e;
@@ -543,7 +590,7 @@ impl Analyzer {
                 {
                     continue;
                 }
-                self.hits.record(&rules, h, h.start as u64, text);
+                self.hits.record(&rules, f.class, h, h.start as u64, text);
             }
         }
 

@@ -343,22 +343,13 @@ fn checksum_ok(block: &[u8; BLOCK], header: &Header) -> bool {
     let Ok(stored) = header.cksum() else {
         return false;
     };
-    let field = 148..156;
-    let unsigned: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if field.contains(&i) { 32 } else { u32::from(b) })
-        .sum();
-    let signed: i32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if field.contains(&i) {
-                32
-            } else {
-                i32::from(b as i8)
-            }
-        })
-        .sum();
+    let field = &block[148..156];
+    let spaces = 8 * 32;
+    let unsigned = block.iter().map(|&b| u32::from(b)).sum::<u32>()
+        - field.iter().map(|&b| u32::from(b)).sum::<u32>()
+        + spaces;
+    let signed = block.iter().map(|&b| i32::from(b as i8)).sum::<i32>()
+        - field.iter().map(|&b| i32::from(b as i8)).sum::<i32>()
+        + spaces as i32;
     stored == unsigned || stored as i32 == signed
 }

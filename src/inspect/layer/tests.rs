@@ -1035,3 +1035,20 @@ fn the_blob_check_vetoes_malicious_layers_and_passes_benign_ones() {
     check.finish().unwrap();
     assert_eq!(rx.recv().unwrap(), 1);
 }
+
+#[test]
+fn hits_of_rules_for_other_file_classes_never_depend_on_chunking() {
+    // Regression: an ELF-only miner string in a plain file was recorded when a chunk boundary
+    // fell inside it (the boundary scan sees every literal) but not otherwise; as a miner hint it
+    // switched on the wallet regex, so the findings changed with the chunking.
+    let wallet = made_up_address(18, 21, 64);
+    let text = format!(
+        "{}set process affinity to CPU core(s), mask 0x3 for cores 0 and 1\nwallet {wallet}\n",
+        "x".repeat(700)
+    );
+    let tar = Layer::new().file("srv/notes", 0o644, text.as_bytes()).tar();
+    let whole = found(&inspect(&tar, usize::MAX));
+    for chunk in [1, 5, 512 + 710, 4096] {
+        assert_eq!(found(&inspect(&tar, chunk)), whole, "{chunk}-byte chunks");
+    }
+}
