@@ -8,18 +8,23 @@ pub mod inspect;
 pub mod oci;
 pub mod policy;
 pub mod proxy;
+pub mod scan;
 pub mod server;
 pub mod store;
 pub mod upstream;
 
 use std::sync::Arc;
 
-/// Builds the inspection side from the config: rules, names, policy, audit, Docker Hub reputation
-/// (when enabled), over `store`.
-pub fn guard(
+/// The inspection engine the config describes: the rule set (built-in plus `rule_files`), the
+/// name inspector (bundled popular names plus `popular_files`) and the policy. The guard and
+/// `portcullis scan` are built from this one place, so they judge alike.
+fn engine(
     config: &config::Config,
-    store: Arc<dyn store::VerdictStore>,
-) -> anyhow::Result<policy::guard::Guard> {
+) -> anyhow::Result<(
+    Arc<inspect::rules::RuleSet>,
+    inspect::name::NameInspector,
+    policy::Policy,
+)> {
     let extra: Vec<&std::path::Path> = config
         .inspect
         .rule_files
@@ -33,6 +38,16 @@ pub fn guard(
     }
     let names = inspect::name::NameInspector::new(&popular, &rules);
     let policy = policy::Policy::new(config.policy.clone())?;
+    Ok((rules, names, policy))
+}
+
+/// Builds the inspection side from the config: rules, names, policy, audit, Docker Hub reputation
+/// (when enabled), over `store`.
+pub fn guard(
+    config: &config::Config,
+    store: Arc<dyn store::VerdictStore>,
+) -> anyhow::Result<policy::guard::Guard> {
+    let (rules, names, policy) = engine(config)?;
     let audit = policy::audit::AuditLog::open(&config.audit.path)
         .map_err(|e| anyhow::anyhow!("audit.path {:?}: {e}", config.audit.path))?;
     let guard = policy::guard::Guard::new(
@@ -49,6 +64,17 @@ pub fn guard(
     let reputation = inspect::reputation::Reputation::new(&config.reputation, &rules)?;
     tracing::info!(api = %config.reputation.api_url, "Docker Hub reputation lookups on");
     Ok(guard.with_reputation(reputation))
+}
+
+/// Builds the offline scanner from the config: the guard's engine without store or audit.
+pub fn scanner(config: &config::Config) -> anyhow::Result<scan::Scanner> {
+    let (rules, names, policy) = engine(config)?;
+    Ok(scan::Scanner::new(
+        rules,
+        names,
+        policy,
+        inspect::layer::Limits::default(),
+    ))
 }
 
 /// Builds the whole service from a validated config: upstream client, guard, registry, router.

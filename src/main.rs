@@ -1,7 +1,8 @@
-//! The `portcullis` command: `serve` the proxy, `config check` a file, manage `override`s.
+//! The `portcullis` command: `serve` the proxy, `scan` an image offline, `config check` a file,
+//! manage `override`s.
 
 use anyhow::Context as _;
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use portcullis::config::{Config, LogFormat, UpstreamConfig};
 use portcullis::oci::Digest;
 use portcullis::store::{
@@ -15,7 +16,8 @@ use std::time::{Duration, UNIX_EPOCH};
 #[command(
     name = "portcullis",
     version,
-    about = "A pull-through registry proxy that refuses malicious images"
+    about = "A pull-through registry proxy that refuses malicious images",
+    after_help = "A command-line usage error exits with status 64."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +28,10 @@ struct Cli {
 enum Command {
     /// Run the proxy (with the embedded default config unless --config is given).
     Serve(ServeArgs),
+    /// Judge one image offline with the proxy's engine: an OCI layout, a docker save archive, or
+    /// a remote image fetched through the configured upstreams.
+    #[command(after_help = SCAN_HELP)]
+    Scan(ScanArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -127,10 +133,79 @@ struct ServeArgs {
     log_format: Option<LogFormat>,
 }
 
+const SCAN_HELP: &str = "\
+Targets:
+  oci:DIR[:TAG]                        an OCI image layout (TAG: its ref.name annotation)
+  DIR                                  the same, when DIR holds index.json or oci-layout
+  docker-archive:FILE[:REPO:TAG]       a docker save tarball (REPO:TAG picks one of several)
+  FILE                                 the same, for any other file
+  docker://[HOST/]REPO[:TAG|@DIGEST]   a remote image, routed like a pull through the proxy
+
+Exit status:
+  0  allow      the proxy would serve the image
+  1  warn       it would serve it with a warning (score at or above warn_score)
+  2  block      it would refuse it (score at or above block_score)
+  3  error      the image could not be scanned (unreadable input, missing tag, digest
+                mismatch, upstream failure, bad config)
+  64 usage      the command line is wrong (unknown flag, missing target)";
+
+#[derive(Args)]
+struct ScanArgs {
+    /// The image to scan (see Targets below).
+    image: String,
+    /// Judge a local image under this repository name too (`docker.io/acme/app`, `nginx`), as
+    /// if pulled by that name through the proxy.
+    #[arg(long, value_name = "REPO")]
+    name: Option<String>,
+    /// Output: a table for people, or one JSON document (image, decision, score, findings,
+    /// images, ruleset_hash, engine_version).
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    format: ScanFormat,
+    /// Which image of a multi-platform index to scan (default linux/amd64, or the only one).
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        conflicts_with = "all_platforms"
+    )]
+    platform: Option<portcullis::scan::PlatformSpec>,
+    /// Scan every image of a multi-platform index; the worst decides.
+    #[arg(long)]
+    all_platforms: bool,
+    /// Config file (TOML): upstreams, rule and popular-name files, policy thresholds. Without it
+    /// the embedded default is used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// An upstream as HOST=URL, as for serve; repeatable.
+    #[arg(long = "upstream", value_name = "HOST=URL")]
+    upstreams: Vec<String>,
+    /// The upstream for names that carry no registry host.
+    #[arg(long)]
+    default_upstream: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScanFormat {
+    Table,
+    Json,
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; real usage errors get their own
+            // status, since clap's 2 would read as `scan`'s "block".
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                portcullis::scan::EXIT_USAGE
+            } else {
+                0
+            });
+        }
+    };
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Scan(args) => std::process::exit(scan(&args)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file).and_then(|c| c.check_secrets()) {
@@ -170,7 +245,26 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
     }
-    for spec in &args.upstreams {
+    set_upstreams(
+        &mut config,
+        &args.upstreams,
+        args.default_upstream.as_deref(),
+    )?;
+    if let Some(f) = args.log_format {
+        config.server.log_format = f;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Applies `--upstream HOST=URL` (replacing a configured upstream's URL, or adding one) and
+/// `--default-upstream`.
+fn set_upstreams(
+    config: &mut Config,
+    specs: &[String],
+    default: Option<&str>,
+) -> anyhow::Result<()> {
+    for spec in specs {
         let (host, url) = spec
             .split_once('=')
             .with_context(|| format!("--upstream {spec:?}: expected HOST=URL"))?;
@@ -187,19 +281,16 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
             }
         }
     }
-    if let Some(d) = &args.default_upstream {
-        config.upstream.default = d.clone();
+    if let Some(d) = default {
+        config.upstream.default = d.to_string();
     }
-    if let Some(f) = args.log_format {
-        config.server.log_format = f;
-    }
-    config.validate()?;
-    Ok(config)
+    Ok(())
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr at `RUST_LOG`'s level, else `default_level`.
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -215,8 +306,60 @@ fn init_tracing(format: LogFormat) {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    init_tracing(config.server.log_format);
+    init_tracing(config.server.log_format, "info");
     tokio::runtime::Runtime::new()?.block_on(run(config))
+}
+
+/// Runs `portcullis scan`; returns its exit status (see `SCAN_HELP`).
+fn scan(args: &ScanArgs) -> i32 {
+    use portcullis::scan::{self, Platforms, ScanOptions, Target};
+    // Only upstream retries and the like are logged, and only at warn: stdout is the report's.
+    init_tracing(LogFormat::Pretty, "warn");
+    let fail = |e: &dyn std::fmt::Display, code: i32| {
+        eprintln!("portcullis scan: {e}");
+        code
+    };
+    let target = match Target::parse(&args.image) {
+        Ok(t) => t,
+        Err(e) => return fail(&e, e.exit_code()),
+    };
+    let config = match scan_config(args) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("{e:#}"), scan::EXIT_ERROR),
+    };
+    let scanner = match portcullis::scanner(&config) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("{e:#}"), scan::EXIT_ERROR),
+    };
+    let options = ScanOptions {
+        name: args.name.clone(),
+        platforms: match (&args.platform, args.all_platforms) {
+            (_, true) => Platforms::All,
+            (Some(p), false) => Platforms::One(p.clone()),
+            (None, false) => Platforms::Default,
+        },
+    };
+    match scan::run(&scanner, &config, &target, &options) {
+        Ok(report) => {
+            match args.format {
+                ScanFormat::Table => print!("{}", report.table()),
+                ScanFormat::Json => println!("{}", report.to_json()),
+            }
+            report.exit_code()
+        }
+        Err(e) => fail(&e, e.exit_code()),
+    }
+}
+
+fn scan_config(args: &ScanArgs) -> anyhow::Result<Config> {
+    let mut config = base_config(args.config.as_deref(), None)?;
+    set_upstreams(
+        &mut config,
+        &args.upstreams,
+        args.default_upstream.as_deref(),
+    )?;
+    config.validate()?;
+    Ok(config)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -31,6 +31,10 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(default)]
     pub platform: Option<Platform>,
+    /// `org.opencontainers.image.ref.name` and friends (an OCI layout's `index.json` tags images
+    /// with them).
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +43,9 @@ pub struct Platform {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
+    /// `v7`, `v8`… for ARM; absent elsewhere.
+    #[serde(default)]
+    pub variant: Option<String>,
 }
 
 /// An image manifest or an index, as far as inspection needs it.

@@ -28,6 +28,9 @@ pub struct Who {
     pub client: Option<SocketAddr>,
 }
 
+/// How every refusal message starts (also how a vetoed stream is recognised as a policy block).
+pub const BLOCKED_PREFIX: &str = "blocked by portcullis:";
+
 /// A refusal, as the client will be told.
 #[derive(Debug, Clone)]
 pub struct Blocked {
@@ -52,7 +55,7 @@ impl Blocked {
             .map_or_else(|| "policy".to_string(), |f| slug(&f.rule));
         Blocked {
             message: format!(
-                "blocked by portcullis: {subject} (score {:.0}): {}",
+                "{BLOCKED_PREFIX} {subject} (score {:.0}): {}",
                 verdict.score,
                 reasons.join("; ")
             ),
@@ -464,6 +467,12 @@ impl Guard {
         let mode = self
             .policy
             .mode_for(&route.upstream.host, route.repo.as_str());
+        // An allow override serves the layer whatever it holds: it is still judged (and the
+        // verdict recorded) but never cut. A deny override was refused by `check_blob` already.
+        let allowed = matches!(
+            self.overridden(route, Some(digest), &digest.to_string()),
+            Some(Ok(()))
+        );
         let inspector = LayerInspector::with_layer_rules(
             self.layer_rules.clone(),
             Compression::Auto,
@@ -476,7 +485,7 @@ impl Guard {
             route: route.clone(),
             digest: digest.clone(),
             who: who.clone(),
-            enforce: mode == Mode::Enforce,
+            enforce: mode == Mode::Enforce && !allowed,
             seen_version: 0,
         }))
     }
@@ -513,7 +522,7 @@ impl Guard {
         digest: &Digest,
         who: &Who,
         report: LayerReport,
-    ) -> Option<Verdict> {
+    ) -> Option<LayerOutcome> {
         if report.format == crate::inspect::layer::LayerFormat::NotALayer {
             return None;
         }
@@ -534,26 +543,55 @@ impl Guard {
             &verdict,
             true,
         );
-        if verdict.decision == Decision::Block {
-            for image in self.store.images_with_blob(digest).unwrap_or_default() {
-                let mut v = verdict.clone();
-                if let Ok(Some(old)) = self
-                    .store
-                    .get_verdict(Subject::Manifest(&image), &self.rules.hash)
-                    .map(|l| l.current())
-                {
-                    v.findings.extend(old.findings);
-                    let (d, s) = self.policy.decide(&v.findings);
-                    v.decision = d.max(Decision::Block);
-                    v.score = s;
-                }
-                if let Err(e) = self.store.put_verdict(Subject::Manifest(&image), &v) {
-                    tracing::error!(error = %e, "cannot store a manifest verdict");
-                }
+        // The layer counts together with the rest of each image that uses it (its config and its
+        // other layers), so evidence spread over several layers adds up. A layer is refused when it
+        // is bad itself, or when every image that uses it is now blocked.
+        let layer_id = digest.to_string();
+        let images = self.store.images_with_blob(digest).unwrap_or_default();
+        let mut every_image_blocked = !images.is_empty();
+        let mut image_block = None;
+        for image in images {
+            let old = self
+                .store
+                .get_verdict(Subject::Manifest(&image), &self.rules.hash)
+                .ok()
+                .and_then(|l| l.current());
+            let mut findings = verdict.findings.clone();
+            if let Some(old) = old {
+                findings.extend(
+                    old.findings
+                        .into_iter()
+                        .filter(|f| f.evidence.layer.as_deref() != Some(layer_id.as_str())),
+                );
+            }
+            let mut v = self.verdict(findings);
+            if verdict.decision == Decision::Block {
+                v.decision = Decision::Block;
+            }
+            if let Err(e) = self.store.put_verdict(Subject::Manifest(&image), &v) {
+                tracing::error!(error = %e, "cannot store a manifest verdict");
+            }
+            if v.decision == Decision::Block {
+                image_block = Some(v);
+            } else {
+                every_image_blocked = false;
             }
         }
-        Some(verdict)
+        let refuse = if verdict.decision == Decision::Block {
+            Some(verdict)
+        } else if every_image_blocked {
+            image_block
+        } else {
+            None
+        };
+        Some(LayerOutcome { refuse })
     }
+}
+
+/// What judging a layer decided: the verdict to refuse it with, if any (its own block, or the
+/// block of the images that use it).
+struct LayerOutcome {
+    refuse: Option<Verdict>,
 }
 
 /// The absolute program paths an image config runs: the first word of Entrypoint, else of Cmd,
@@ -598,11 +636,11 @@ impl GuardedLayer {
             return Ok(());
         };
         let report = inspector.finish();
-        let verdict = self
+        let outcome = self
             .guard
             .record_layer(&self.route, &self.digest, &self.who, report);
-        match verdict {
-            Some(v) if v.decision == Decision::Block && self.enforce => {
+        match outcome.and_then(|o| o.refuse) {
+            Some(v) if self.enforce => {
                 let b = Blocked::from_verdict(&format!("layer {}", self.digest), &v);
                 Err(Veto(b.message))
             }

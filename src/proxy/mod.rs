@@ -537,11 +537,21 @@ impl Registry for PullThrough {
         let digest = req.digest.clone();
         let host = req.route.upstream.host.clone();
         let upstream_body = idle_body(response, self.client.settings().idle_timeout());
-        let body = TailHold::new(upstream_body, checks, w).on_end(Box::new(move |outcome| {
+        let host_for_log = host.clone();
+        let mut body = TailHold::new(upstream_body, checks, w).on_end(Box::new(move |outcome| {
             if let Err(veto) = outcome {
-                tracing::warn!(%digest, upstream = %host, reason = %veto, "blob refused mid-stream: tail withheld, response aborted");
+                tracing::warn!(%digest, upstream = %host_for_log, reason = %veto, "blob refused mid-stream: tail withheld, response aborted");
             }
         }));
+        // Nothing is answered until the first chunk may go out. A blob refused before that (a small
+        // layer judged whole, wrong bytes in the first chunks) gets a proper error with its reason
+        // instead of a cut-off 200.
+        let first = match body.next().await {
+            Some(Ok(chunk)) => Some(chunk),
+            None => None,
+            Some(Err(e)) => return Err(refusal(&host, e)),
+        };
+        let body = futures_util::stream::iter(first.map(Ok)).chain(body);
         Ok(BlobReply {
             digest: req.digest,
             size,
@@ -616,6 +626,24 @@ impl Registry for PullThrough {
         }
         let idle = self.client.settings().idle_timeout();
         json_reply(&route, response, headers, media::OCI_INDEX, idle).await
+    }
+}
+
+/// The error for a blob refused before its first byte went out: a policy block (403, with the
+/// reason), or the upstream's fault (wrong bytes, cut body: 502).
+fn refusal(host: &str, e: std::io::Error) -> Error {
+    let reason = e.to_string();
+    if reason.starts_with(crate::policy::guard::BLOCKED_PREFIX) {
+        Error::from(crate::policy::guard::Blocked {
+            message: reason,
+            slug: "layer".into(),
+            detail: serde_json::json!({}),
+        })
+    } else {
+        Error::BadUpstream {
+            host: host.to_string(),
+            reason,
+        }
     }
 }
 

@@ -15,28 +15,45 @@ use std::thread::JoinHandle;
 /// Chunks in flight to the inspector thread (a few MiB with hyper's read sizes).
 pub const DEFAULT_CAPACITY: usize = 256;
 
+/// What the stream tells the inspector thread.
+enum Msg {
+    Chunk(Bytes),
+    /// Every byte was sent and the earlier checks (the digest) passed: judge.
+    Finish,
+}
+
 pub struct Offloaded {
-    tx: Option<SyncSender<Bytes>>,
+    tx: Option<SyncSender<Msg>>,
     thread: Option<JoinHandle<Result<(), Veto>>>,
     /// Set by the thread as soon as its check vetoes.
     early: Arc<Mutex<Option<Veto>>>,
 }
 
 impl Offloaded {
-    pub fn new(name: String, mut inner: Box<dyn BlobCheck>, capacity: usize) -> std::io::Result<Offloaded> {
-        let (tx, rx) = sync_channel::<Bytes>(capacity);
+    pub fn new(
+        name: String,
+        mut inner: Box<dyn BlobCheck>,
+        capacity: usize,
+    ) -> std::io::Result<Offloaded> {
+        let (tx, rx) = sync_channel::<Msg>(capacity);
         let early = Arc::new(Mutex::new(None));
         let flag = early.clone();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
-            for chunk in rx.iter() {
-                if let Err(veto) = inner.update(&chunk) {
-                    *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(veto.clone());
-                    // Drain nothing more: the stream is being aborted.
-                    return Err(veto);
+            for msg in rx.iter() {
+                match msg {
+                    Msg::Chunk(chunk) => {
+                        if let Err(veto) = inner.update(&chunk) {
+                            *flag.lock().unwrap_or_else(|p| p.into_inner()) = Some(veto.clone());
+                            // Drain nothing more: the stream is being aborted.
+                            return Err(veto);
+                        }
+                    }
+                    Msg::Finish => return inner.finish(),
                 }
             }
-            // The sender is gone: the whole blob was seen.
-            inner.finish()
+            // The stream was abandoned (client gone, wrong digest, upstream cut): these bytes are
+            // not the blob, so no verdict is made from them.
+            Ok(())
         })?;
         Ok(Offloaded {
             tx: Some(tx),
@@ -50,7 +67,9 @@ impl Offloaded {
     }
 
     fn join(&mut self) -> Result<(), Veto> {
-        self.tx = None;
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Finish);
+        }
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(Veto("the inspector failed".into())),
@@ -67,8 +86,9 @@ impl BlobCheck for Offloaded {
         let Some(tx) = &self.tx else {
             return Ok(());
         };
-        if tx.send(Bytes::copy_from_slice(chunk)).is_err() {
+        if tx.send(Msg::Chunk(Bytes::copy_from_slice(chunk))).is_err() {
             // The thread stopped early: it vetoed (or died); report why.
+            self.tx = None;
             return self.join().and(Err(Veto("the inspector stopped".into())));
         }
         Ok(())
@@ -115,7 +135,11 @@ mod tests {
     }
 
     fn offload(limit: usize, fail_at_end: bool) -> Offloaded {
-        let c = Counting { seen: 0, limit, fail_at_end };
+        let c = Counting {
+            seen: 0,
+            limit,
+            fail_at_end,
+        };
         Offloaded::new("test".into(), Box::new(c), 4).unwrap()
     }
 
@@ -129,6 +153,30 @@ mod tests {
         let mut o = offload(usize::MAX, true);
         o.update(&[0u8; 10]).unwrap();
         assert_eq!(o.finish(), Err(Veto("bad after 10".into())));
+    }
+
+    #[test]
+    fn an_abandoned_stream_is_never_judged() {
+        let judged = Arc::new(Mutex::new(false));
+        struct Flag(Arc<Mutex<bool>>);
+        impl BlobCheck for Flag {
+            fn update(&mut self, _: &[u8]) -> Result<(), Veto> {
+                Ok(())
+            }
+            fn finish(&mut self) -> Result<(), Veto> {
+                *self.0.lock().unwrap() = true;
+                Ok(())
+            }
+        }
+        let mut o = Offloaded::new("t".into(), Box::new(Flag(judged.clone())), 4).unwrap();
+        o.update(b"abc").unwrap();
+        let thread = o.thread.take().unwrap();
+        drop(o);
+        thread.join().unwrap().unwrap();
+        assert!(
+            !*judged.lock().unwrap(),
+            "finish ran for a stream that never ended"
+        );
     }
 
     #[test]

@@ -369,9 +369,11 @@ fn docker_falls_back_to_docker_hub_whenever_the_mirror_refuses() {
         .filter(|r| r.path == config)
         .collect();
     assert!(cut.len() >= 2, "dockerd did not retry: {cut:#?}");
+    // A small layer is verified whole before its first byte could go out, so it is answered 502
+    // (wrong digest); a larger one would be a 200 cut short. Either way dockerd never has it.
     assert!(
         cut.iter()
-            .all(|r| r.status == 200 && r.outcome == "aborted"),
+            .all(|r| r.status == 502 || (r.status == 200 && r.outcome == "aborted")),
         "{cut:#?}"
     );
     assert!(

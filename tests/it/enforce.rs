@@ -6,6 +6,17 @@
 //! but valid (base58 + Keccak checksum, encoded below); and a layer holding a fake ELF (a bare
 //! header followed by XMRig strings) next to an XMRig `config.json` with a pool and such a wallet,
 //! while that image's config is clean, so only the layer inspection can catch it, mid-stream.
+//!
+//! What the real clients show here (and these tests hold them to):
+//! - skopeo: `reading manifest v1 in <proxy>/<repo>: denied: blocked by portcullis: …` with the
+//!   rule ids; for a layer cut mid-stream on its first pull only `writing blob: happened during
+//!   read: unexpected EOF`.
+//! - containerd 1.6 (`ctr`, portcullis as `server` and only `[host]`): HEAD → 405, GET → 403, once
+//!   per host entry; it prints the status line, not the JSON: `failed with status code
+//!   [manifests v1]: 403 Blocked by portcullis: <rule>: …`. For a layer cut mid-stream it reports
+//!   `failed to read expected number of bytes: unexpected EOF`, not the 403s its retries then got.
+//! - dockerd 20.10 (`registry-mirrors`): `unsupported media type
+//!   application/vnd.portcullis.blocked.<rule>+json`, and no fallback to Docker Hub.
 
 use crate::common::access_log::{self, Logged};
 use crate::common::containerd::{write_hosts_toml, Containerd};
@@ -806,9 +817,11 @@ fn override_add(data: &Path, args: &[&str]) -> String {
     stdout
 }
 
-/// Overrides beat verdicts: an `--allow` on the refused miner image's repository lets it through
-/// (byte for byte, stored block verdict and all), and a `--deny` on the clean one refuses it with
-/// the override's reason. Added with the proxy stopped, read by the next proxy on that data dir.
+/// Overrides beat verdicts: an `--allow` on a refused miner image's repository lets it through
+/// byte for byte, stored block verdicts and all (the config miner, and the layer miner whose
+/// layer was cut mid-stream before and is streamed whole now), and a `--deny` on the clean one
+/// refuses it with the override's reason. Added with the proxy stopped, read by the next proxy on
+/// that data dir.
 #[test]
 fn overrides_allow_a_blocked_image_and_deny_a_clean_one() {
     let up = Upstream::start();
@@ -818,25 +831,32 @@ fn overrides_allow_a_blocked_image_and_deny_a_clean_one() {
     let args = ["--upstream", upstream.as_str()];
 
     let p = Server::start(&data, &dir.path().join("first.log"), &args);
+    for repo in [BAD_CONFIG, BAD_LAYER] {
+        skopeo_pull(&p.url(), repo).expect_err("a miner image was pulled");
+    }
     let err = skopeo_pull(&p.url(), BAD_CONFIG).expect_err("the miner image was pulled");
     assert!(err.contains("denied: blocked by portcullis"), "{err}");
+    let err = skopeo_pull(&p.url(), BAD_LAYER).expect_err("the miner image was pulled");
+    assert!(err.contains("miner.xmrig-strings"), "{err}");
     let pulled = skopeo_pull(&p.url(), CLEAN).unwrap();
     assert_same_blobs(up.layout.path(), pulled.path(), &up.clean);
     p.stop();
 
-    let out = override_add(
-        &data,
-        &[
-            "--repo",
-            &format!("docker.io/{BAD_CONFIG}"),
-            "--allow",
-            "--reason",
-            "test",
-            "--author",
-            "t",
-        ],
-    );
-    assert!(out.contains("allow"), "{out}");
+    for repo in [BAD_CONFIG, BAD_LAYER] {
+        let out = override_add(
+            &data,
+            &[
+                "--repo",
+                &format!("docker.io/{repo}"),
+                "--allow",
+                "--reason",
+                "test",
+                "--author",
+                "t",
+            ],
+        );
+        assert!(out.contains("allow"), "{out}");
+    }
     let out = override_add(
         &data,
         &[
@@ -855,11 +875,14 @@ fn overrides_allow_a_blocked_image_and_deny_a_clean_one() {
     let pulled = skopeo_pull(&p.url(), BAD_CONFIG)
         .unwrap_or_else(|e| panic!("the allowed image was refused: {e}\n{}", p.log_text()));
     assert_same_blobs(up.layout.path(), pulled.path(), &up.bad_config);
+    let pulled = skopeo_pull(&p.url(), BAD_LAYER)
+        .unwrap_or_else(|e| panic!("the allowed image was refused: {e}\n{}", p.log_text()));
+    assert_same_blobs(up.layout.path(), pulled.path(), &up.bad_layer);
     let err = skopeo_pull(&p.url(), CLEAN).expect_err("the denied image was pulled");
     eprintln!("skopeo on the denied {CLEAN}: {err}");
     assert!(err.contains("denied: blocked by portcullis"), "{err}");
     assert!(
-        err.contains("denied by override 2: withdrawn by the security team"),
+        err.contains("denied by override 3: withdrawn by the security team"),
         "{err}"
     );
     // Its blobs, though cached as clean, are refused too.

@@ -10,5 +10,6 @@ mod docker;
 mod enforce;
 mod faults;
 mod reputation;
+mod scan;
 mod skopeo;
 mod store_cli;

@@ -38,15 +38,15 @@ fn hub_repo(hub: &Fake, repo: &str, pulls: u64, stars: u64, registered: &str) {
 }
 
 #[test]
-fn a_typosquat_with_a_poor_hub_reputation_is_refused_before_going_upstream() {
+fn a_combosquat_with_a_poor_hub_reputation_is_refused_before_going_upstream() {
     let upstream = Fake::start();
     let hub = Fake::start();
     let now = std::time::SystemTime::now();
     let young = humantime::format_rfc3339(now - std::time::Duration::from_secs(2 * 86_400));
-    hub_repo(&hub, "newbie/ngnix", 7, 0, &young.to_string());
+    hub_repo(&hub, "newbie/nginx-utils", 7, 0, &young.to_string());
     hub_repo(
         &hub,
-        "bigcorp/ngnix",
+        "bigcorp/nginx-utils",
         50_000_000,
         900,
         "2015-01-01T00:00:00Z",
@@ -59,7 +59,7 @@ fn a_typosquat_with_a_poor_hub_reputation_is_refused_before_going_upstream() {
             .unwrap()
     };
 
-    let r = get("newbie/ngnix");
+    let r = get("newbie/nginx-utils");
     assert_eq!(r.status(), 403);
     let body: Value = r.json().unwrap();
     assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
@@ -70,11 +70,11 @@ fn a_typosquat_with_a_poor_hub_reputation_is_refused_before_going_upstream() {
         0,
         "a refused name never goes upstream"
     );
-    assert_eq!(hub.requests("/v2/repositories/newbie/ngnix/"), 1);
+    assert_eq!(hub.requests("/v2/repositories/newbie/nginx-utils/"), 1);
 
     // The same near miss, popular and old: only a warning, so the request goes upstream (which
     // has nothing, hence 404). Hub unaware of the name: neutral, the same.
-    for repo in ["bigcorp/ngnix", "ghost/ngnix"] {
+    for repo in ["bigcorp/nginx-utils", "ghost/nginx-utils"] {
         let r = get(repo);
         assert_eq!(r.status(), 404, "{repo}");
     }
