@@ -484,6 +484,9 @@ pub struct LayerCheck {
     on_report: Option<OnReport>,
 }
 
+/// Receives a layer's report when its stream ends (or is refused early).
+pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
+
 impl LayerCheck {
     pub fn new(inspector: LayerInspector, block_at: f64) -> LayerCheck {
         LayerCheck {

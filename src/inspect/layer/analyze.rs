@@ -286,17 +286,14 @@ impl Hits {
                 .as_ref()
                 .is_none_or(|fast| fast.find(&folded).is_some());
             self.folded = folded;
-            matcher.literal_hits(if maybe { &joint[..] } else { &[] }, |h| {
-                if h.start < t && h.end > t {
-                    self.record(
-                        rules,
-                        class,
-                        h,
-                        joint_at + h.start as u64,
-                        &joint[h.start..h.end],
-                    );
-                }
-            });
+            if maybe {
+                matcher.literal_hits(&joint, |h| {
+                    if h.start < t && h.end > t {
+                        let text = &joint[h.start..h.end];
+                        self.record(rules, class, h, joint_at + h.start as u64, text);
+                    }
+                });
+            }
             self.joint = joint;
         }
         match &rules.fast[class as usize] {
