@@ -472,9 +472,6 @@ impl LayerInspector {
     }
 }
 
-/// Called once with a layer's report when its stream ends (or is refused early).
-pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
-
 /// The [`BlobCheck`] adapter: inspects a layer as it streams and refuses it once its score
 /// reaches `block_at`. The report goes to `on_report` (when set) at the end of the stream.
 pub struct LayerCheck {
