@@ -4,7 +4,7 @@ use super::auth::{parse_challenges, realm_allowed, Challenge, TokenCache, TokenR
 use super::route::{Route, Upstream};
 use crate::config::UpstreamSettings;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use http::header::{AUTHORIZATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use std::pin::Pin;
@@ -288,20 +288,68 @@ pub type UpstreamBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>
 /// A response body that fails once no byte has arrived for `idle`: a stalled upstream is
 /// abandoned after this long, however long the whole transfer takes.
 pub fn idle_body(response: reqwest::Response, idle: Duration) -> UpstreamBody {
-    let body =
-        futures_util::stream::unfold(Some(response.bytes_stream()), move |state| async move {
-            let mut body = state?;
-            match tokio::time::timeout(idle, body.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
-                Ok(Some(Err(e))) => Some((Err(error_chain(&e)), None)),
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(format!("upstream sent nothing for {} s", idle.as_secs())),
-                    None,
-                )),
+    Box::pin(IdleBody {
+        inner: Box::pin(response.bytes_stream()),
+        idle,
+        last: tokio::time::Instant::now(),
+        timer: Box::pin(tokio::time::sleep(idle)),
+        done: false,
+    })
+}
+
+/// An upstream body that fails once no byte has arrived for `idle`. The timer is not reset per
+/// chunk (a blob is tens of thousands of chunks): each chunk only notes the time, and when the
+/// timer fires it is moved to the last chunk's time plus `idle`, or ends the body.
+struct IdleBody {
+    inner:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    idle: Duration,
+    last: tokio::time::Instant,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl futures_util::Stream for IdleBody {
+    type Item = Result<bytes::Bytes, String>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.last = tokio::time::Instant::now();
+                return Poll::Ready(Some(Ok(chunk)));
             }
-        });
-    Box::pin(body)
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                return Poll::Ready(Some(Err(error_chain(&e))));
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        loop {
+            if std::future::Future::poll(self.timer.as_mut(), cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = self.last + self.idle;
+            if tokio::time::Instant::now() >= deadline {
+                self.done = true;
+                return Poll::Ready(Some(Err(format!(
+                    "upstream sent nothing for {} s",
+                    self.idle.as_secs()
+                ))));
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
 }
 
 /// `Retry-After` as seconds or an HTTP date.
