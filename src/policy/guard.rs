@@ -8,13 +8,13 @@
 //! cached per repository.
 
 use super::audit::{AuditLog, AuditRecord};
-use super::{FailMode, Mode, Policy};
+use super::{Mode, Policy};
 use crate::inspect::config::ConfigInspector;
 use crate::inspect::layer::{Compression, LayerInspector, LayerReport, LayerRules, Limits};
 use crate::inspect::name::NameInspector;
 use crate::inspect::reputation::Reputation;
 use crate::inspect::rules::RuleSet;
-use crate::inspect::{cut, Category, Decision, Evidence, Finding, Place, Severity, Verdict};
+use crate::inspect::{cut, Decision, Finding, Place, Verdict};
 use crate::oci::{Digest, QualifiedName, Reference};
 use crate::proxy::{BlobCheck, Veto};
 use crate::store::{ImageBlobs, OverrideAction, Subject, VerdictStore};
@@ -499,19 +499,7 @@ impl Guard {
     }
 
     fn unjudged(&self, why: &str) -> Finding {
-        let weight = match self.policy.config.fail {
-            FailMode::Closed => self.policy.config.block_score,
-            FailMode::Open => self.policy.config.warn_score,
-        };
-        Finding {
-            rule: UNJUDGED_RULE.into(),
-            category: Category::Evasion,
-            severity: Severity::High,
-            place: Place::File,
-            score: weight,
-            message: "could not be inspected to the end".into(),
-            evidence: Evidence::matched(why),
-        }
+        self.policy.unjudged(why)
     }
 
     /// Stores a layer's verdict and spreads a block to the images that use it. Returns the verdict

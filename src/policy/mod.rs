@@ -145,6 +145,24 @@ impl Policy {
         (decision, score)
     }
 
+    /// The finding for a layer or config that could not be inspected to the end: it weighs a
+    /// block when failing closed, a warning when failing open.
+    pub fn unjudged(&self, why: &str) -> Finding {
+        let score = match self.config.fail {
+            FailMode::Closed => self.config.block_score,
+            FailMode::Open => self.config.warn_score,
+        };
+        Finding {
+            rule: guard::UNJUDGED_RULE.into(),
+            category: Category::Evasion,
+            severity: crate::inspect::Severity::High,
+            place: crate::inspect::Place::File,
+            score,
+            message: "could not be inspected to the end".into(),
+            evidence: crate::inspect::Evidence::matched(why),
+        }
+    }
+
     /// Whether decisions for `<host>/<repo>` are enforced or only audited.
     pub fn mode_for(&self, host: &str, repo: &str) -> Mode {
         let key = format!("{host}/{repo}");

@@ -21,11 +21,11 @@ use crate::inspect::layer::{
 };
 use crate::inspect::name::NameInspector;
 use crate::inspect::rules::RuleSet;
-use crate::inspect::{Category, Decision, Evidence, Finding, Place, Severity};
+use crate::inspect::{Decision, Finding};
 use crate::oci::media::Descriptor;
 use crate::oci::{Digest, Reference, RepoName};
-use crate::policy::guard::{entry_paths, UNJUDGED_RULE};
-use crate::policy::{FailMode, Policy};
+use crate::policy::guard::entry_paths;
+use crate::policy::Policy;
 use crate::upstream::{RouteError, Upstreams};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -536,19 +536,7 @@ impl Scanner {
     /// The finding for a layer or config that could not be inspected to the end, weighted as the
     /// guard weighs it: a block when failing closed, a warning when failing open.
     fn unjudged(&self, why: &str) -> Finding {
-        let weight = match self.policy.config.fail {
-            FailMode::Closed => self.policy.config.block_score,
-            FailMode::Open => self.policy.config.warn_score,
-        };
-        Finding {
-            rule: UNJUDGED_RULE.into(),
-            category: Category::Evasion,
-            severity: Severity::High,
-            place: Place::File,
-            score: weight,
-            message: "could not be inspected to the end".into(),
-            evidence: Evidence::matched(why),
-        }
+        self.policy.unjudged(why)
     }
 
     /// The whole report: the worst image decides.

@@ -5,6 +5,7 @@ use super::archive::TarBlobs;
 use super::layout::{self, Blobs, DirBlobs};
 use super::*;
 use crate::inspect::Decision;
+use crate::inspect::Place;
 use serde_json::json;
 use std::io::Write;
 
