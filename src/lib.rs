@@ -84,13 +84,20 @@ pub fn app(
 ) -> anyhow::Result<axum::Router> {
     let upstreams = upstream::Upstreams::from_config(config)?;
     let client = Arc::new(upstream::UpstreamClient::new(config.upstream.clone())?);
-    let guard = Arc::new(guard(config, store)?);
-    tracing::info!(
-        ruleset = guard.ruleset_hash(),
-        engine = inspect::rules::ENGINE_VERSION,
-        "inspection rules loaded"
-    );
-    let registry = proxy::PullThrough::new(client).with_guard(guard);
+    let mut registry = proxy::PullThrough::new(client);
+    if config.inspect.enabled {
+        let guard = Arc::new(guard(config, store)?);
+        tracing::info!(
+            ruleset = guard.ruleset_hash(),
+            engine = inspect::rules::ENGINE_VERSION,
+            "inspection rules loaded"
+        );
+        registry = registry.with_guard(guard);
+    } else {
+        tracing::warn!(
+            "inspection is off ([inspect] enabled = false): images are passed on unjudged"
+        );
+    }
     let state = Arc::new(server::AppState {
         registry,
         upstreams,

@@ -111,3 +111,26 @@ fn bad_flags_fail_fast_with_the_reason() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HOST=URL"));
 }
+
+#[test]
+fn inspection_can_be_switched_off() {
+    // A look-alike namespace is refused before going upstream when inspecting (403), and passed
+    // to the upstream, which does not have it (404), when `[inspect] enabled = false`.
+    let upstream = Registry::start();
+    let url = |p: &Portcullis| format!("{}/v2/libary/nginx/manifests/v1", p.url());
+    let on = Portcullis::for_upstream(&upstream);
+    assert_eq!(http().get(url(&on)).send().unwrap().status(), 403);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("off.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[inspect]\nenabled = false\n[upstreams.\"docker.io\"]\nurl = \"{}\"\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let off = Portcullis::start(&["--config", config.to_str().unwrap()]);
+    assert_eq!(http().get(url(&off)).send().unwrap().status(), 404);
+    assert!(off.log_text().contains("inspection is off"));
+}
