@@ -979,3 +979,41 @@ fn shutdown_grace_expiry_cuts_what_is_still_in_flight() {
     let r = transfer.join().unwrap();
     assert_cut_short(&r, "transfer past the grace period");
 }
+
+// Referrers are passed through (the proxy is not a referrers store of its own).
+
+#[test]
+fn referrers_are_passed_through_with_their_filter() {
+    let fake = Fake::start();
+    let subject = super::common::sha256(b"subject");
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let path = format!("/v2/library/app/referrers/{subject}");
+    fake.put(
+        &path,
+        "application/vnd.oci.image.index.v1+json",
+        index.to_vec(),
+    );
+    fake.header(&path, "OCI-Filters-Applied", "artifactType");
+    let p = Portcullis::start(&["--upstream", &format!("docker.io={}", fake.url())]);
+    let r = http()
+        .get(format!(
+            "{}/v2/app/referrers/{subject}?artifactType=application%2Fvnd.example",
+            p.url()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(r.headers()["oci-filters-applied"], "artifactType");
+    assert_eq!(r.bytes().unwrap().as_ref(), index.as_slice());
+    assert!(
+        fake.request_log()
+            .iter()
+            .any(|l| l == &format!("GET {path}?artifactType=application%2Fvnd.example")),
+        "{:?}",
+        fake.request_log()
+    );
+}
