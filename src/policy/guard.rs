@@ -464,6 +464,17 @@ impl Guard {
         if self.is_config_blob(digest) {
             return None;
         }
+        // A blob judged under the current rules is not judged again: its bytes are still checked
+        // against its digest, and `check_blob` has already refused it if its verdict is a block.
+        let judged = self
+            .store
+            .get_verdict(Subject::Blob(digest), &self.rules.hash)
+            .ok()
+            .and_then(|l| l.current())
+            .is_some();
+        if judged {
+            return None;
+        }
         let mode = self
             .policy
             .mode_for(&route.upstream.host, route.repo.as_str());
