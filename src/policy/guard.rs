@@ -159,6 +159,15 @@ impl Guard {
         &self.rules.hash
     }
 
+    /// The stored verdict for `subject` if it was made under the current rules (a stale one, or
+    /// a store that cannot be read, counts as none: the subject is judged again).
+    fn current(&self, subject: Subject<'_>) -> Option<Verdict> {
+        self.store
+            .get_verdict(subject, &self.rules.hash)
+            .ok()
+            .and_then(|l| l.current())
+    }
+
     fn qualified(route: &Route) -> QualifiedName {
         QualifiedName::new(&route.upstream.host, route.repo.clone())
             .expect("configured upstream hosts are valid registry hosts")
@@ -312,11 +321,7 @@ impl Guard {
         if let Err(e) = self.store.put_image(manifest, blobs) {
             tracing::error!(error = %e, "cannot store an image's layers");
         }
-        let cached = self
-            .store
-            .get_verdict(Subject::Manifest(manifest), &self.rules.hash)
-            .ok()
-            .and_then(|l| l.current());
+        let cached = self.current(Subject::Manifest(manifest));
         let (verdict, fresh) = match cached {
             Some(v) => (v, false),
             None => {
@@ -351,10 +356,7 @@ impl Guard {
         };
         let runs = entry_paths(config);
         for layer in &blobs.layers {
-            let known = self
-                .store
-                .get_verdict(Subject::Blob(layer), &self.rules.hash);
-            if let Some(v) = known.ok().and_then(|l| l.current()) {
+            if let Some(v) = self.current(Subject::Blob(layer)) {
                 findings.extend(v.findings.into_iter().map(|mut f| {
                     if f.place != Place::Runs
                         && f.evidence
@@ -377,13 +379,7 @@ impl Guard {
         blobs
             .layers
             .iter()
-            .filter(|d| {
-                self.store
-                    .get_verdict(Subject::Blob(d), &self.rules.hash)
-                    .ok()
-                    .and_then(|l| l.current())
-                    .is_none()
-            })
+            .filter(|d| self.current(Subject::Blob(d)).is_none())
             .cloned()
             .collect()
     }
@@ -400,12 +396,7 @@ impl Guard {
         if mode == Mode::Audit {
             return Ok(());
         }
-        if let Some(v) = self
-            .store
-            .get_verdict(Subject::Blob(digest), &self.rules.hash)
-            .ok()
-            .and_then(|l| l.current())
-        {
+        if let Some(v) = self.current(Subject::Blob(digest)) {
             if v.decision == Decision::Block {
                 self.decide(
                     route,
@@ -422,12 +413,7 @@ impl Guard {
         let images = self.store.images_with_blob(digest).unwrap_or_default();
         let mut blocked_by = None;
         for image in &images {
-            match self
-                .store
-                .get_verdict(Subject::Manifest(image), &self.rules.hash)
-                .ok()
-                .and_then(|l| l.current())
-            {
+            match self.current(Subject::Manifest(image)) {
                 Some(v) if v.decision == Decision::Block => blocked_by = Some(v),
                 // One image that may use it is enough to serve it.
                 _ => return Ok(()),
@@ -466,12 +452,7 @@ impl Guard {
         }
         // A blob judged under the current rules is not judged again: its bytes are still checked
         // against its digest, and `check_blob` has already refused it if its verdict is a block.
-        let judged = self
-            .store
-            .get_verdict(Subject::Blob(digest), &self.rules.hash)
-            .ok()
-            .and_then(|l| l.current())
-            .is_some();
+        let judged = self.current(Subject::Blob(digest)).is_some();
         if judged {
             return None;
         }
@@ -550,11 +531,7 @@ impl Guard {
         let mut every_image_blocked = !images.is_empty();
         let mut image_block = None;
         for image in images {
-            let old = self
-                .store
-                .get_verdict(Subject::Manifest(&image), &self.rules.hash)
-                .ok()
-                .and_then(|l| l.current());
+            let old = self.current(Subject::Manifest(&image));
             let mut findings = verdict.findings.clone();
             if let Some(old) = old {
                 findings.extend(
