@@ -398,16 +398,7 @@ impl Guard {
         }
         if let Some(v) = self.current(Subject::Blob(digest)) {
             if v.decision == Decision::Block {
-                self.decide(
-                    route,
-                    who,
-                    "blob",
-                    None,
-                    Some(digest.to_string()),
-                    &v,
-                    false,
-                );
-                return Err(Blocked::from_verdict(&subject, &v));
+                return Err(self.refuse_blob(route, who, digest, &subject, &v));
             }
         }
         let images = self.store.images_with_blob(digest).unwrap_or_default();
@@ -420,23 +411,28 @@ impl Guard {
             }
         }
         match blocked_by {
-            Some(v) => {
-                self.decide(
-                    route,
-                    who,
-                    "blob",
-                    None,
-                    Some(digest.to_string()),
-                    &v,
-                    false,
-                );
-                Err(Blocked::from_verdict(
-                    &format!("{subject} (used only by blocked images)"),
-                    &v,
-                ))
-            }
+            Some(v) => Err(self.refuse_blob(
+                route,
+                who,
+                digest,
+                &format!("{subject} (used only by blocked images)"),
+                &v,
+            )),
             None => Ok(()),
         }
+    }
+
+    /// Records the refusal of a blob (audit) and builds what the client is told.
+    fn refuse_blob(
+        &self,
+        route: &Route,
+        who: &Who,
+        digest: &Digest,
+        subject: &str,
+        v: &Verdict,
+    ) -> Blocked {
+        self.decide(route, who, "blob", None, Some(digest.to_string()), v, false);
+        Blocked::from_verdict(subject, v)
     }
 
     /// The check that judges a blob while it streams, or `None` when there is nothing to judge

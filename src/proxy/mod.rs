@@ -312,17 +312,21 @@ impl PullThrough {
         Ok(())
     }
 
+    /// `GET blobs/<digest>` from the route's upstream, a success or the error it means.
+    async fn get_blob(&self, route: &Route, digest: &Digest) -> Result<reqwest::Response> {
+        self.get(
+            route,
+            Method::GET,
+            &format!("blobs/{digest}"),
+            None,
+            HeaderMap::new(),
+        )
+        .await
+    }
+
     /// A small blob (an image config), whole and verified.
     async fn fetch_small_blob(&self, route: &Route, digest: &Digest, cap: usize) -> Result<Bytes> {
-        let response = self
-            .get(
-                route,
-                Method::GET,
-                &format!("blobs/{digest}"),
-                None,
-                HeaderMap::new(),
-            )
-            .await?;
+        let response = self.get_blob(route, digest).await?;
         let bytes = read_capped(response, cap, self.client.settings().idle_timeout())
             .await
             .map_err(|e| Error::BadUpstream {
@@ -348,15 +352,7 @@ impl PullThrough {
         digest: &Digest,
         who: &Who,
     ) -> Result<()> {
-        let response = self
-            .get(
-                route,
-                Method::GET,
-                &format!("blobs/{digest}"),
-                None,
-                HeaderMap::new(),
-            )
-            .await?;
+        let response = self.get_blob(route, digest).await?;
         let size = content_length(response.headers());
         let mut checks: Vec<Box<dyn BlobCheck>> =
             vec![Box::new(DigestCheck::new(digest.clone(), size))];
@@ -509,9 +505,7 @@ impl Registry for PullThrough {
         }
         // The whole blob is always fetched: its digest can only be checked over all of it, so a
         // range is cut out of the verified stream rather than asked of the upstream.
-        let response = self
-            .get(&req.route, Method::GET, &rest, None, HeaderMap::new())
-            .await?;
+        let response = self.get_blob(&req.route, &req.digest).await?;
         let headers = passthrough_headers(response.headers());
         let size = content_length(response.headers());
         let window = match (req.range, size) {
