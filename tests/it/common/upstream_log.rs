@@ -20,7 +20,7 @@ pub struct Request {
 
 impl Request {
     /// Whether portcullis sent it (rather than skopeo pushing a fixture).
-    pub fn from_portcullis(&self) -> bool {
+    pub fn by_portcullis(&self) -> bool {
         self.user_agent.starts_with("portcullis/")
     }
 
@@ -84,7 +84,7 @@ impl super::Registry {
     pub fn proxy_requests(&self) -> Vec<Request> {
         parse(&self.log_text())
             .into_iter()
-            .filter(Request::from_portcullis)
+            .filter(Request::by_portcullis)
             .collect()
     }
 
@@ -127,13 +127,13 @@ mod tests {
                 user_agent: "portcullis/0.1.0".into(),
             }
         );
-        assert!(r.from_portcullis());
+        assert!(r.by_portcullis());
         let r = parse_line(
             r#"127.0.0.1 - - [28/Nov/2026:20:54:52 +0000] "HEAD /v2/foo/manifests/bar HTTP/1.1" 200 93 "" "skopeo/1.9.3 (go \"x\")""#,
         )
         .unwrap();
         assert_eq!((r.method.as_str(), r.status), ("HEAD", 200));
-        assert!(!r.from_portcullis());
+        assert!(!r.by_portcullis());
     }
 
     #[test]
