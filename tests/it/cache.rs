@@ -273,7 +273,7 @@ fn warm_pulls_by_tag_and_digest_come_from_disk_not_upstream() {
 #[test]
 fn eviction_keeps_the_blob_cache_within_its_size_limit() {
     let upstream = Registry::start();
-    // Five images of one ~0.96 MiB incompressible layer each: three fit in 3 MiB, five do not.
+    // Five images of one ~0.96 MiB incompressible layer each: three fit in 3 MiB, four do not.
     let images: Vec<Pushed> = (0..5)
         .map(|i| {
             push(
@@ -297,38 +297,51 @@ fn eviction_keeps_the_blob_cache_within_its_size_limit() {
         );
     };
 
-    for (i, image) in images.iter().enumerate() {
+    let layer = |i: usize| images[i].written.layer_digests[0].as_str();
+    let pull_image = |i: usize| {
         let out = pull(&p, &format!("docker://{}/evict{i}:v1", p.addr));
-        assert_same_image(image, out.path());
-        assert_within(&format!("right after pull {i}"));
+        assert_same_image(&images[i], out.path());
+        assert_within(&format!("right after pulling image {i}"));
         // The blob just pulled is the most recently used: it is kept.
-        wait_cached(cache.path(), image, &image.written.layer_digests[0]);
-        assert_within(&format!("after pull {i} committed"));
+        wait_cached(cache.path(), &images[i], layer(i));
+        assert_within(&format!("after image {i} was committed"));
+    };
+    let assert_cached = |i: usize, kept: bool| {
+        let cached = cached_blobs(cache.path());
+        assert_eq!(
+            cached.contains_key(layer(i)),
+            kept,
+            "image {i}'s layer {}: {cached:#?}",
+            layer(i)
+        );
+    };
+
+    for i in 0..3 {
+        pull_image(i);
     }
-    // Least recently used first: the first two layers made room for the last two.
-    let cached = cached_blobs(cache.path());
-    for gone in &images[..2] {
-        let layer = &gone.written.layer_digests[0];
-        assert!(!cached.contains_key(layer), "{layer} was kept: {cached:#?}");
-    }
+    // Image 1 again, a cache hit, which makes it more recently used than images 0 and 2.
+    pull_image(1);
+    assert_eq!(upstream.blob_requests("GET", "library/evict1", layer(1)), 1);
+    // Image 3 does not fit beside the other three: the least recently used (image 0, not the
+    // older entry 1 that was read since) makes room.
+    pull_image(3);
+    assert_cached(0, false);
+    assert_cached(1, true);
+    pull_image(4);
+    assert_cached(2, false);
     let evictions = metric(&p, "portcullis_cache_evictions_total", &[]);
     assert!(evictions >= 2.0, "{evictions} evictions");
 
     // The first image again: fetched anew, served whole, cached again, still within the limit.
-    let first = &images[0];
-    let layer = &first.written.layer_digests[0];
-    assert_eq!(upstream.blob_requests("GET", "library/evict0", layer), 1);
-    let out = pull(&p, &format!("docker://{}/evict0:v1", p.addr));
-    assert_same_image(first, out.path());
+    assert_eq!(upstream.blob_requests("GET", "library/evict0", layer(0)), 1);
+    pull_image(0);
     let all = settled(&upstream);
     assert_eq!(
-        upstream_log::count(&all, "GET", &blob_path("library/evict0", layer)),
+        upstream_log::count(&all, "GET", &blob_path("library/evict0", layer(0))),
         2,
         "{}",
         upstream_log::lines(&all)
     );
-    wait_cached(cache.path(), first, layer);
-    assert_within("after pulling the first image again");
     let m = p.metrics();
     let bytes = m.value("portcullis_cache_bytes", &[]);
     assert!(bytes > 0.0 && bytes <= limit as f64, "{}", m.text);
@@ -380,6 +393,12 @@ fn concurrent_pulls_of_an_uncached_image_fetch_each_blob_once() {
         );
     }
     let m = p.metrics();
+    assert_eq!(
+        m.value("portcullis_upstream_blob_fetches_total", &[]),
+        source.blobs().len() as f64,
+        "{}",
+        m.text
+    );
     eprintln!(
         "{PULLS} pulls: {} blob hits, {} single-flight joins, {} upstream blob fetches",
         m.get("portcullis_cache_hits_total", &[("kind", "blob")])
