@@ -456,11 +456,19 @@ impl Offline {
     }
 
     /// Since the upstream died, portcullis answered each blob of the image 200 at least `times`
-    /// times (so the client really fetched again), and served the tag stale at least once.
+    /// times (so the client really fetched again) and the manifest by digest at least once, and
+    /// served the tag stale at least once.
     fn assert_served_offline(&self, times: usize) {
         let reqs = self.p.requests();
         let since = &reqs[self.mark..];
         let all: String = since.iter().map(|r| format!("\n  {}", r.line())).collect();
+        let manifest = format!("/manifests/{}", self.source.digest());
+        assert!(
+            since
+                .iter()
+                .any(|r| r.method == "GET" && r.path.ends_with(&manifest) && r.status == 200),
+            "the manifest was not served by digest offline:{all}"
+        );
         for d in self.source.blobs() {
             let served = since
                 .iter()
@@ -610,14 +618,21 @@ fn offline_docker_pulls_by_tag_and_digest_from_the_cache() {
     docker_forget(&d, "offline:v1");
     docker_pull(&d, &f.p, "offline:v1", &f.source);
     docker_forget(&d, "offline:v1");
+    // dockerd keeps the manifest it pulled (in its containerd's content store) beyond `rmi`, so
+    // this pull by digest asks the mirror for the blobs only ...
     docker_pull(&d, &f.p, &by_digest, &f.source);
+    // ... and a daemon that never saw the image asks for the manifest by digest too.
+    let fresh = Dockerd::with_mirror(&f.p.url());
+    docker_pull(&fresh, &f.p, &by_digest, &f.source);
     // Had the mirror failed, dockerd would have gone on to Docker Hub (and failed there).
-    assert!(
-        !d.log_text().contains("Attempting next endpoint"),
-        "dockerd left the mirror:\n{}",
-        d.log_tail(30)
-    );
-    f.assert_served_offline(2);
+    for d in [&d, &fresh] {
+        assert!(
+            !d.log_text().contains("Attempting next endpoint"),
+            "dockerd left the mirror:\n{}",
+            d.log_tail(30)
+        );
+    }
+    f.assert_served_offline(3);
 }
 
 /// `GET <base>/v2/<name>/manifests/<reference>` accepting OCI and Docker manifests and indexes:
