@@ -38,6 +38,9 @@ pub type Body = crate::upstream::client::UpstreamBody;
 const READ_CHUNK: u64 = 1024 * 1024;
 /// Bytes held in memory for slow readers when the fill cannot use the disk.
 const MEM_CAP: u64 = 16 * 1024 * 1024;
+/// The newest bytes kept in memory besides the temp file, so readers at the live edge (the first
+/// client, usually) take them from memory without a file read.
+const RECENT: u64 = 4 * 1024 * 1024;
 
 /// The fills under way, so a request for the same blob joins instead of fetching again.
 #[derive(Default)]
@@ -157,9 +160,11 @@ pub struct Fill {
 struct State {
     /// Bytes readable from the temp file (a prefix of the blob).
     on_disk: u64,
-    /// Bytes after `mem_start` held in memory once the disk failed.
+    /// The newest bytes, from `mem_start` on: the last [`RECENT`] bytes while the disk works,
+    /// everything no reader has read yet once it failed.
     mem: VecDeque<Bytes>,
     mem_start: u64,
+    mem_len: u64,
     disk_ok: bool,
     end: Option<Result<u64, Veto>>,
     /// Each reader's position, so memory is only dropped once every reader is past it.
@@ -169,7 +174,25 @@ struct State {
 
 impl State {
     fn received(&self) -> u64 {
-        self.mem_start + self.mem.iter().map(|c| c.len() as u64).sum::<u64>()
+        self.mem_start + self.mem_len
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        self.mem_len += chunk.len() as u64;
+        self.mem.push_back(chunk);
+    }
+
+    /// Drops the oldest chunks in memory while the rest still covers `keep_from`.
+    fn trim(&mut self, keep_from: u64) {
+        while let Some(front) = self.mem.front() {
+            let len = front.len() as u64;
+            if self.mem_start + len > keep_from {
+                break;
+            }
+            self.mem_start += len;
+            self.mem_len -= len;
+            self.mem.pop_front();
+        }
     }
 }
 
@@ -218,6 +241,7 @@ impl Fill {
                 on_disk: 0,
                 mem: VecDeque::new(),
                 mem_start: 0,
+                mem_len: 0,
                 disk_ok: temp.is_some(),
                 end: None,
                 readers: HashMap::new(),
@@ -304,7 +328,7 @@ impl Reader {
                 let s = self.fill.lock();
                 if matches!(s.end, Some(Err(_))) {
                     Next::End
-                } else if self.pos < s.on_disk {
+                } else if self.pos < s.mem_start && self.pos < s.on_disk {
                     Next::Disk(self.pos, (s.on_disk - self.pos).min(READ_CHUNK))
                 } else if self.pos < s.received() && self.pos >= s.mem_start {
                     let mut at = s.mem_start;
@@ -404,7 +428,9 @@ impl Task {
             Ok(_) => {}
             Err(veto) => {
                 tracing::warn!(%digest, upstream = %self.key.0, reason = %veto, "blob refused mid-stream: tail withheld, response aborted");
-                // No one may join a failed fill; the temp file goes with `self.temp`.
+                // No one may join a failed fill, and its temp file goes (readers keep the open
+                // file until they see the failure).
+                self.temp = None;
                 self.fills.forget_fill(&self.key, &self.fill);
             }
         }
@@ -453,7 +479,11 @@ impl Task {
         if let Some(temp) = &self.temp {
             match (&*temp.file).write_all(&chunk) {
                 Ok(()) => {
-                    self.fill.lock().on_disk += chunk.len() as u64;
+                    let mut s = self.fill.lock();
+                    s.on_disk += chunk.len() as u64;
+                    s.push(chunk);
+                    let keep_from = s.received().saturating_sub(RECENT);
+                    s.trim(keep_from);
                     return;
                 }
                 Err(e) => {
@@ -461,15 +491,13 @@ impl Task {
                     // Dropping the temp blob deletes it; readers keep its open file for what
                     // was written before the failure.
                     self.temp = None;
-                    let mut s = self.fill.lock();
-                    s.disk_ok = false;
-                    s.mem_start = s.on_disk;
-                    drop(s);
+                    // From here memory holds everything after what the file has.
+                    self.fill.lock().disk_ok = false;
                     self.fills.forget_fill(&self.key, &self.fill);
                 }
             }
         }
-        self.fill.lock().mem.push_back(chunk);
+        self.fill.lock().push(chunk);
     }
 }
 
@@ -487,15 +515,8 @@ async fn wait_for_readers(fill: &Fill) -> Result<(), Veto> {
                     "every client went away and the blob cannot be cached".into(),
                 ));
             };
-            while let Some(front) = s.mem.front() {
-                let end = s.mem_start + front.len() as u64;
-                if end > slowest {
-                    break;
-                }
-                s.mem_start = end;
-                s.mem.pop_front();
-            }
-            if s.received() - s.mem_start <= MEM_CAP {
+            s.trim(slowest);
+            if s.mem_len <= MEM_CAP {
                 return Ok(());
             }
         }
