@@ -3,8 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod inspect;
+pub mod metrics;
 pub mod oci;
 pub mod policy;
 pub mod proxy;
@@ -84,7 +86,21 @@ pub fn app(
 ) -> anyhow::Result<axum::Router> {
     let upstreams = upstream::Upstreams::from_config(config)?;
     let client = Arc::new(upstream::UpstreamClient::new(config.upstream.clone())?);
-    let mut registry = proxy::PullThrough::new(client);
+    let mut registry =
+        proxy::PullThrough::new(client).with_fill_timeout(config.cache.fill_timeout.0);
+    if config.cache.enabled {
+        let dir = config.cache_path();
+        match cache::Cache::open(&config.cache, dir.clone()) {
+            Ok(cache) => registry = registry.with_cache(cache),
+            // A cache that cannot be written must not stop the proxy: it serves uncached.
+            Err(e) => {
+                metrics::CACHE_WRITE_ERRORS.inc();
+                tracing::error!(dir = %dir.display(), error = %e, "cache write failed: serving uncached");
+            }
+        }
+    } else {
+        tracing::info!("cache off ([cache] enabled = false): every pull goes upstream");
+    }
     if config.inspect.enabled {
         let guard = Arc::new(guard(config, store)?);
         tracing::info!(

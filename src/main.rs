@@ -131,6 +131,18 @@ struct ServeArgs {
     /// Log format (the level comes from RUST_LOG, default info).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Directory of the blob and manifest cache (default <data-dir>/cache).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Most bytes of blobs the cache keeps, e.g. 20GiB.
+    #[arg(long, value_name = "SIZE")]
+    cache_max_size: Option<portcullis::config::ByteSize>,
+    /// How long a tag's digest is served without asking the upstream, e.g. 5m, 0s.
+    #[arg(long, value_name = "DURATION")]
+    tag_ttl: Option<portcullis::config::HumanDuration>,
+    /// Keep nothing on disk: every pull goes upstream.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 const SCAN_HELP: &str = "\
@@ -208,9 +220,10 @@ fn main() -> anyhow::Result<()> {
         Command::Scan(args) => std::process::exit(scan(&args)),
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => match Config::load(&file).and_then(|c| c.check_secrets()) {
-            Ok(_) => {
+        } => match Config::load(&file).and_then(|c| c.check_secrets().map(|()| c)) {
+            Ok(c) => {
                 println!("{}: ok", file.display());
+                println!("{}", c.cache_summary());
                 Ok(())
             }
             Err(e) => {
@@ -252,6 +265,18 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     )?;
     if let Some(f) = args.log_format {
         config.server.log_format = f;
+    }
+    if let Some(dir) = &args.cache_dir {
+        config.cache.path = dir.clone();
+    }
+    if let Some(size) = args.cache_max_size {
+        config.cache.max_size = size;
+    }
+    if let Some(ttl) = args.tag_ttl {
+        config.cache.tag_ttl = ttl;
+    }
+    if args.no_cache {
+        config.cache.enabled = false;
     }
     config.validate()?;
     Ok(config)

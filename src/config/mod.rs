@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
     #[serde(default)]
     pub inspect: InspectConfig,
@@ -118,6 +120,130 @@ impl Default for StoreConfig {
             path: PathBuf::new(),
             cache_capacity_bytes: 64 * 1024 * 1024,
         }
+    }
+}
+
+/// `[cache]`: verified blobs and manifests kept on disk (see `crate::cache`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// false: nothing is kept; every pull goes upstream. Default true.
+    pub enabled: bool,
+    /// Directory. Empty (the default): `<server.data_dir>/cache`.
+    pub path: PathBuf,
+    /// Most bytes of blobs kept; the least recently used go first. Default "20GiB".
+    pub max_size: ByteSize,
+    /// How long a tag's digest is served without asking the upstream. Default "5m".
+    pub tag_ttl: HumanDuration,
+    /// Longest an upstream blob fetch may run, whether clients still read it or not. Default "1h".
+    pub fill_timeout: HumanDuration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            path: PathBuf::new(),
+            max_size: ByteSize(20 << 30),
+            tag_ttl: HumanDuration(Duration::from_secs(300)),
+            fill_timeout: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// A size written for people: `"20GiB"`, `"512MB"`, `"3145728"` (bytes), or a TOML integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len());
+        let (number, unit) = (s[..split].trim(), s[split..].trim());
+        let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "m" | "mb" => 1_000_000,
+            "g" | "gb" => 1_000_000_000,
+            "t" | "tb" => 1_000_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown unit {unit:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+                ))
+            }
+        };
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size like \"20GiB\""))?;
+        Ok(ByteSize((n * factor as f64) as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let units = [
+            (1u64 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        for (size, unit) in units {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written for people: `"5m"`, `"1h 30m"`, `"0s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s)
+            .map(HumanDuration)
+            .map_err(|e| format!("{s:?} is not a duration like \"5m\": {e}"))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -301,6 +427,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         self.reputation.validate()?;
+        if self.cache.fill_timeout.0.is_zero() {
+            return Err(ConfigError::field(
+                "cache.fill_timeout",
+                "must be more than 0s",
+            ));
+        }
         let u = &self.upstream;
         if u.attempts == 0 {
             return Err(ConfigError::field(
@@ -422,6 +554,30 @@ impl Config {
         }
     }
 
+    /// Where the cache lives: `cache.path`, or `<server.data_dir>/cache` when it is empty.
+    pub fn cache_path(&self) -> PathBuf {
+        if self.cache.path.as_os_str().is_empty() {
+            self.server.data_dir.join("cache")
+        } else {
+            self.cache.path.clone()
+        }
+    }
+
+    /// One line saying what the cache will do, for `config check` and the start-up log.
+    pub fn cache_summary(&self) -> String {
+        let c = &self.cache;
+        if !c.enabled {
+            return "cache: off (every pull goes upstream)".into();
+        }
+        format!(
+            "cache: {}, max_size {}, tag_ttl {}, fill_timeout {}",
+            self.cache_path().display(),
+            c.max_size,
+            c.tag_ttl,
+            c.fill_timeout
+        )
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server.listen.parse().map_err(|e| {
             ConfigError::field("server.listen", format!("{:?}: {e}", self.server.listen))
@@ -457,6 +613,30 @@ mod tests {
         ] {
             assert!(c.upstreams.contains_key(host), "{host}");
         }
+    }
+
+    #[test]
+    fn cache_sizes_and_durations_read_as_people_write_them() {
+        let c = Config::parse(
+            "[cache]\nmax_size = \"3MiB\"\ntag_ttl = \"1h 30m\"\nfill_timeout = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.cache.max_size, ByteSize(3 << 20));
+        assert_eq!(c.cache.tag_ttl.0, Duration::from_secs(5400));
+        let c = Config::parse("[cache]\nmax_size = 1000\n").unwrap();
+        assert_eq!(c.cache.max_size, ByteSize(1000));
+        assert_eq!(
+            "1.5GB".parse::<ByteSize>().unwrap(),
+            ByteSize(1_500_000_000)
+        );
+        assert_eq!(ByteSize(20 << 30).to_string(), "20GiB");
+        let err = Config::parse("[cache]\nmax_size = \"3 parsecs\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown unit"), "{err}");
+        let err = Config::parse("[cache]\ntag_ttl = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("tag_ttl"), "{err}");
+        let mut c = Config::embedded();
+        c.server.data_dir = PathBuf::from("/srv/p");
+        assert_eq!(c.cache_path(), PathBuf::from("/srv/p/cache"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod xmrig;
 
 use crate::inspect::rules::RuleSet;
 use crate::inspect::{cut, Finding, Place};
-use crate::proxy::{BlobCheck, BlobRequest, CheckFactory, Veto};
+use crate::proxy::{BlobCheck, Veto};
 use analyze::Analyzer;
 use flate2::write::MultiGzDecoder;
 use std::io::{self, Write};
@@ -550,39 +550,6 @@ impl BlobCheck for LayerCheck {
             return Err(Veto(veto_text(score, &report.top(3))));
         }
         Ok(())
-    }
-}
-
-/// Adds a [`LayerCheck`] to every blob body the proxy streams (config blobs and other non-layer
-/// blobs are recognised by their bytes and pass untouched).
-pub struct LayerCheckFactory {
-    rules: Arc<LayerRules>,
-    limits: Limits,
-    block_at: f64,
-}
-
-impl LayerCheckFactory {
-    pub fn new(rules: Arc<RuleSet>, limits: Limits, block_at: f64) -> LayerCheckFactory {
-        LayerCheckFactory {
-            rules: Arc::new(LayerRules::new(rules)),
-            limits,
-            block_at,
-        }
-    }
-}
-
-impl CheckFactory for LayerCheckFactory {
-    fn checks(&self, req: &BlobRequest) -> Vec<Box<dyn BlobCheck>> {
-        if req.head {
-            return Vec::new();
-        }
-        let inspector = LayerInspector::with_layer_rules(
-            Arc::clone(&self.rules),
-            Compression::Auto,
-            self.limits,
-            Some(req.digest.to_string()),
-        );
-        vec![Box::new(LayerCheck::new(inspector, self.block_at))]
     }
 }
 

@@ -422,6 +422,19 @@ impl Guard {
         }
     }
 
+    /// Whether a blob was judged malicious, itself or as part of every image that uses it, in any
+    /// mode: such a blob is never kept in the cache (audit mode serves it, but does not keep it).
+    pub fn judged_malicious(&self, digest: &Digest) -> bool {
+        if matches!(self.current(Subject::Blob(digest)), Some(v) if v.decision == Decision::Block) {
+            return true;
+        }
+        let images = self.store.images_with_blob(digest).unwrap_or_default();
+        !images.is_empty()
+            && images.iter().all(|image| {
+                matches!(self.current(Subject::Manifest(image)), Some(v) if v.decision == Decision::Block)
+            })
+    }
+
     /// Records the refusal of a blob (audit) and builds what the client is told.
     fn refuse_blob(
         &self,

@@ -12,12 +12,14 @@ pub use range::ByteRange;
 pub use tags::Page;
 pub use tailhold::{BlobCheck, DigestCheck, TailHold, Veto, Window};
 
+use crate::cache::{Cache, Fill, FillSpec, Fills, Joined, Manifest, Reader, TagRecord};
+use crate::metrics;
 use crate::oci::media::ManifestDoc;
-use crate::oci::{media, Digest, ErrorCode, ErrorEnvelope, Reference};
+use crate::oci::{media, Digest, ErrorCode, ErrorEnvelope, Reference, Tag};
 use crate::policy::guard::{Guard, Who};
 use crate::store::ImageBlobs;
 use crate::upstream::client::idle_body;
-use crate::upstream::{Route, UpstreamClient};
+use crate::upstream::{Route, UpstreamClient, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK};
@@ -104,16 +106,14 @@ pub trait Registry: Send + Sync + 'static {
     ) -> impl Future<Output = Result<JsonReply>> + Send;
 }
 
-/// Builds the extra checks a blob's bytes pass besides its digest (inspection plugs in here).
-pub trait CheckFactory: Send + Sync {
-    fn checks(&self, req: &BlobRequest) -> Vec<Box<dyn BlobCheck>>;
-}
-
-/// The pull-through registry: every request goes to the routed upstream.
+/// The pull-through registry: requests are answered from the disk cache when it can, else from
+/// the routed upstream through one shared fetch per blob.
 pub struct PullThrough {
     client: Arc<UpstreamClient>,
-    extra_checks: Vec<Arc<dyn CheckFactory>>,
     guard: Option<Arc<Guard>>,
+    cache: Option<Arc<Cache>>,
+    fills: Arc<Fills>,
+    fill_timeout: Duration,
 }
 
 /// Children of an index judged when the index is asked for (platform images, not attestations).
@@ -129,19 +129,28 @@ impl PullThrough {
     pub fn new(client: Arc<UpstreamClient>) -> Self {
         PullThrough {
             client,
-            extra_checks: Vec::new(),
             guard: None,
+            cache: None,
+            fills: Arc::new(Fills::default()),
+            fill_timeout: Duration::from_secs(3600),
         }
+    }
+
+    /// Keeps blobs and manifests on disk (without it, every request goes upstream).
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(Arc::new(cache));
+        self
+    }
+
+    /// The longest one upstream blob fetch may run.
+    pub fn with_fill_timeout(mut self, timeout: Duration) -> Self {
+        self.fill_timeout = timeout;
+        self
     }
 
     /// Judges names, images and layers on the way through (without it, nothing is inspected).
     pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
         self.guard = Some(guard);
-        self
-    }
-
-    pub fn with_checks(mut self, factory: Arc<dyn CheckFactory>) -> Self {
-        self.extra_checks.push(factory);
         self
     }
 
@@ -157,17 +166,10 @@ impl PullThrough {
             host: host.clone(),
             reason,
         };
-        let mut headers = HeaderMap::new();
-        let accept: Vec<&str> = if accept.is_empty() {
-            media::DEFAULT_ACCEPT.to_vec()
-        } else {
-            accept.iter().map(String::as_str).collect()
-        };
-        if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
-            headers.insert(ACCEPT, v);
-        }
         let rest = format!("manifests/{reference}");
-        let response = self.get(route, Method::GET, &rest, None, headers).await?;
+        let response = self
+            .get(route, Method::GET, &rest, None, accept_header(accept))
+            .await?;
         let cap = self.client.settings().max_manifest_bytes;
         if response.content_length().is_some_and(|l| l > cap as u64) {
             return Err(bad(format!("manifest larger than {cap} bytes")));
@@ -242,11 +244,16 @@ impl PullThrough {
             })?;
             let accept = vec![child.media_type.clone()];
             let reference = Reference::Digest(digest.clone());
-            let child_reply = self.fetch_manifest(&req.route, &reference, &accept).await?;
+            let (child_reply, cached) = self
+                .resolve_manifest(&req.route, &reference, &accept)
+                .await?;
             if let Some(child_doc) =
                 ManifestDoc::parse(&child_reply.bytes).filter(|d| !d.is_index())
             {
                 self.judge_image(guard, req, &digest, &child_doc).await?;
+            }
+            if !cached {
+                self.keep_manifest(&req.route, None, &child_reply);
             }
         }
         Ok(())
@@ -281,7 +288,7 @@ impl PullThrough {
         // Artifacts (Helm charts, signatures) have other config types: only their layers count.
         let config_bytes = if IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
             match self
-                .fetch_small_blob(&req.route, &blobs.config, MAX_CONFIG_BYTES)
+                .read_small_blob(&req.route, &blobs.config, &req.who, MAX_CONFIG_BYTES)
                 .await
             {
                 Ok(b) => b,
@@ -297,18 +304,24 @@ impl PullThrough {
         };
         if guard.policy.config.strict {
             for layer in guard.unjudged_layers(&blobs) {
-                self.judge_layer_now(guard, &req.route, &layer, &req.who)
-                    .await?;
+                self.judge_layer_now(&req.route, &layer, &req.who).await?;
             }
         }
-        guard.judge_image(
+        let judged = guard.judge_image(
             &req.route,
             &req.reference,
             digest,
             &blobs,
             &config_bytes,
             &req.who,
-        )?;
+        );
+        // The config of a malicious image is not kept (audit mode still serves it).
+        if let Some(cache) = &self.cache {
+            if guard.judged_malicious(&blobs.config) {
+                cache.blobs.remove(&blobs.config);
+            }
+        }
+        judged?;
         Ok(())
     }
 
@@ -324,49 +337,283 @@ impl PullThrough {
         .await
     }
 
-    /// A small blob (an image config), whole and verified.
-    async fn fetch_small_blob(&self, route: &Route, digest: &Digest, cap: usize) -> Result<Bytes> {
-        let response = self.get_blob(route, digest).await?;
-        let bytes = read_capped(response, cap, self.client.settings().idle_timeout())
-            .await
-            .map_err(|e| Error::BadUpstream {
-                host: route.upstream.host.clone(),
-                reason: format!("blob {digest}: {e}"),
-            })?;
-        let got = Digest::compute(digest.algorithm(), &bytes);
-        if &got != digest {
-            return Err(Error::BadUpstream {
-                host: route.upstream.host.clone(),
-                reason: format!("blob {digest} hashes to {got}"),
-            });
-        }
-        Ok(bytes)
-    }
-
-    /// Strict mode: reads a whole layer from the upstream through its checks, sending nothing, so
-    /// its verdict is known before the manifest is answered.
-    async fn judge_layer_now(
+    /// A small blob (an image config), whole and verified: from the cache, or through the shared
+    /// fetch (so concurrent pulls of a new image ask the upstream for its config once).
+    async fn read_small_blob(
         &self,
-        guard: &Arc<Guard>,
         route: &Route,
         digest: &Digest,
         who: &Who,
-    ) -> Result<()> {
+        cap: usize,
+    ) -> Result<Bytes> {
+        let too_big = || Error::BadUpstream {
+            host: route.upstream.host.clone(),
+            reason: format!("blob {digest} is larger than {cap} bytes"),
+        };
+        if let Some(cached) = self.cache.as_ref().and_then(|c| c.blobs.open_blob(digest)) {
+            if cached.size > cap as u64 {
+                return Err(too_big());
+            }
+            let file = cached.file;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut &file, &mut buf).map(|_| buf)
+            })
+            .await;
+            if let Ok(Ok(bytes)) = read {
+                return Ok(Bytes::from(bytes));
+            }
+        }
+        let (fill, mut reader) = self.open_fill(route, digest, who, false).await?;
+        if fill.size.is_some_and(|s| s > cap as u64) {
+            return Err(too_big());
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = reader.next().await {
+            let chunk = chunk.map_err(|e| Error::Internal(format!("reading a fetch: {e}")))?;
+            if buf.len() + chunk.len() > cap {
+                return Err(too_big());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        fill.outcome()
+            .finish()
+            .map_err(|veto| refusal(&route.upstream.host, veto))?;
+        Ok(buf.freeze())
+    }
+
+    /// Strict mode: reads a whole layer from the upstream through its checks, sending nothing, so
+    /// its verdict is known before the manifest is answered (and the layer is cached for the pull
+    /// that follows).
+    async fn judge_layer_now(&self, route: &Route, digest: &Digest, who: &Who) -> Result<()> {
+        let (fill, mut reader) = self.open_fill(route, digest, who, true).await?;
+        while let Some(chunk) = reader.next().await {
+            chunk.map_err(|e| Error::Internal(format!("reading a fetch: {e}")))?;
+        }
+        if let Err(veto) = fill.outcome().finish() {
+            // A refused layer has its verdict stored by now; judge_image will report it.
+            tracing::info!(%digest, reason = %veto, "strict mode: layer refused before the manifest was answered");
+        }
+        Ok(())
+    }
+
+    /// Joins the fetch of a blob under way, or starts it: `GET` from the upstream, every check
+    /// (digest; with `inspect`, the layer's inspection) on its own task, kept in the cache when it
+    /// passes. Returns the fill and a reader from its first byte.
+    async fn open_fill(
+        &self,
+        route: &Route,
+        digest: &Digest,
+        who: &Who,
+        inspect: bool,
+    ) -> Result<(Arc<Fill>, Reader)> {
+        let key = (route.upstream.host.clone(), digest.clone());
+        let lead = match self.fills.join(key.clone()).await {
+            Joined::Follow(fill) => {
+                let reader = fill.reader();
+                return Ok((fill, reader));
+            }
+            Joined::Lead(lead) => lead,
+        };
+        // An error here drops the lead: requests waiting on it then ask on their own.
         let response = self.get_blob(route, digest).await?;
+        let headers = passthrough_headers(response.headers());
         let size = content_length(response.headers());
         let mut checks: Vec<Box<dyn BlobCheck>> =
             vec![Box::new(DigestCheck::new(digest.clone(), size))];
-        checks.extend(guard.layer_check(route, digest, who));
-        let body = idle_body(response, self.client.settings().idle_timeout());
-        let mut stream = TailHold::new(body, checks, Window::ALL);
-        while let Some(item) = stream.next().await {
-            if let Err(e) = item {
-                // A refused layer has its verdict stored by now; judge_image will report it.
-                tracing::info!(%digest, reason = %e, "strict mode: layer refused before the manifest was answered");
-                break;
+        if let (true, Some(g)) = (inspect, &self.guard) {
+            if let Some(check) = g.layer_check(route, digest, who) {
+                checks.push(offloaded(digest, check)?);
             }
         }
-        Ok(())
+        let guard = self.guard.clone();
+        let d = digest.clone();
+        Ok(Fill::start(
+            lead,
+            FillSpec {
+                key,
+                body: idle_body(response, self.client.settings().idle_timeout()),
+                size,
+                headers,
+                checks,
+                store: self.cache.as_ref().map(|c| c.blobs.clone()),
+                keep: Box::new(move || guard.is_none_or(|g| !g.judged_malicious(&d))),
+                timeout: self.fill_timeout,
+            },
+        ))
+    }
+
+    /// A blob from the cache. Its bytes were verified when they were committed; a blob without a
+    /// verdict under the current rules (the rules changed) is judged again as it is read.
+    fn serve_cached(
+        &self,
+        req: BlobRequest,
+        cached: crate::cache::CachedBlob,
+    ) -> Result<BlobReply> {
+        let size = cached.size;
+        let window = match req.range {
+            Some(range) => Some(range.resolve(size).ok_or(Error::RangeInvalid { size })?),
+            None => None,
+        };
+        let mut reply = BlobReply {
+            digest: req.digest.clone(),
+            size: Some(size),
+            window,
+            body: None,
+            headers: HeaderMap::new(),
+        };
+        if req.head {
+            return Ok(reply);
+        }
+        let check = self
+            .guard
+            .as_ref()
+            .and_then(|g| g.layer_check(&req.route, &req.digest, &req.who));
+        let body: BlobBody = match check {
+            None => {
+                let (start, end) = window.unwrap_or((0, size.saturating_sub(1)));
+                let len = if size == 0 { 0 } else { end + 1 - start };
+                Box::pin(file_stream(cached, start, len))
+            }
+            Some(check) => {
+                let checks = vec![offloaded(&req.digest, check)?];
+                let w = window.map_or(Window::ALL, |(start, end)| Window {
+                    start,
+                    end: end + 1,
+                });
+                let cache = self.cache.clone();
+                let guard = self.guard.clone();
+                let digest = req.digest.clone();
+                let whole = file_stream(cached, 0, size);
+                Box::pin(TailHold::new(Box::pin(whole), checks, w).on_end(Box::new(
+                    move |outcome| {
+                        if outcome.is_err() && guard.is_some_and(|g| g.judged_malicious(&digest)) {
+                            if let Some(c) = cache {
+                                c.blobs.remove(&digest);
+                            }
+                        }
+                    },
+                )))
+            }
+        };
+        reply.body = Some(body);
+        Ok(reply)
+    }
+
+    /// A manifest from the cache when it can answer, else from the upstream; `true` when it came
+    /// from the cache. Tags are trusted for the cache's TTL, then checked with `HEAD`; when the
+    /// upstream cannot be asked, the last known digest is served.
+    async fn resolve_manifest(
+        &self,
+        route: &Route,
+        reference: &Reference,
+        accept: &[String],
+    ) -> Result<(ManifestReply, bool)> {
+        let Some(cache) = &self.cache else {
+            return Ok((self.fetch_manifest(route, reference, accept).await?, false));
+        };
+        let tag = match reference {
+            Reference::Digest(digest) => {
+                if let Some(m) = cache.manifests.get(digest) {
+                    metrics::MANIFEST_HITS.inc();
+                    return Ok((cached_reply(digest.clone(), m), true));
+                }
+                metrics::MANIFEST_MISSES.inc();
+                return Ok((self.fetch_manifest(route, reference, accept).await?, false));
+            }
+            Reference::Tag(tag) => tag,
+        };
+        let host = &route.upstream.host;
+        let known = cache
+            .manifests
+            .tag(host, &route.repo, tag)
+            .filter(|r| acceptable(accept, &r.media_type))
+            .and_then(|r| cache.manifests.get(&r.digest).map(|m| (r, m)));
+        if let Some((record, m)) = &known {
+            if record.fresh(cache.tag_ttl) {
+                metrics::MANIFEST_HITS.inc();
+                return Ok((cached_reply(record.digest.clone(), m.clone()), true));
+            }
+            match self.head_manifest(route, reference, accept).await {
+                Ok(Some(d)) if d == record.digest => {
+                    let mut record = record.clone();
+                    record.checked = crate::cache::manifests::unix_now();
+                    if let Err(e) = cache.manifests.put_tag(host, &route.repo, tag, &record) {
+                        tracing::warn!(error = %e, "cannot record a tag check");
+                    }
+                    metrics::MANIFEST_HITS.inc();
+                    return Ok((cached_reply(record.digest, m.clone()), true));
+                }
+                // Moved (or the upstream names no digest): fetch it.
+                Ok(_) => {}
+                Err(e) if upstream_down(&e) => return Ok((stale(route, tag, record, m, &e), true)),
+                Err(e) => {
+                    if matches!(e, Error::Upstream { status: 404, .. }) {
+                        cache.manifests.remove_tag(host, &route.repo, tag);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        metrics::MANIFEST_MISSES.inc();
+        match self.fetch_manifest(route, reference, accept).await {
+            Ok(reply) => Ok((reply, false)),
+            Err(e) if upstream_down(&e) => match &known {
+                Some((record, m)) => Ok((stale(route, tag, record, m, &e), true)),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The digest a tag has upstream now, asked with `HEAD` (Docker Hub does not count it
+    /// against the pull limit).
+    async fn head_manifest(
+        &self,
+        route: &Route,
+        reference: &Reference,
+        accept: &[String],
+    ) -> Result<Option<Digest>> {
+        let response = self
+            .get(
+                route,
+                Method::HEAD,
+                &format!("manifests/{reference}"),
+                None,
+                accept_header(accept),
+            )
+            .await?;
+        Ok(response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// Keeps a manifest that was fetched and judged (and the tag it was asked by).
+    fn keep_manifest(&self, route: &Route, tag: Option<&Tag>, reply: &ManifestReply) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let m = Manifest {
+            media_type: reply.media_type.clone(),
+            bytes: reply.bytes.clone(),
+        };
+        let mut result = cache.manifests.put(&reply.digest, &m);
+        if let (Ok(()), Some(tag)) = (&result, tag) {
+            let record = TagRecord {
+                digest: reply.digest.clone(),
+                media_type: reply.media_type.clone(),
+                checked: crate::cache::manifests::unix_now(),
+            };
+            result = cache
+                .manifests
+                .put_tag(&route.upstream.host, &route.repo, tag, &record);
+        }
+        if let Err(e) = result {
+            metrics::CACHE_WRITE_ERRORS.inc();
+            tracing::error!(digest = %reply.digest, error = %e, "cache write failed: serving uncached");
+        }
     }
 
     async fn get(
@@ -476,11 +723,19 @@ impl Registry for PullThrough {
         if let Some(g) = &self.guard {
             g.check_name(&req.route, &req.who).await?;
         }
-        let reply = self
-            .fetch_manifest(&req.route, &req.reference, &req.accept)
+        let (reply, cached) = self
+            .resolve_manifest(&req.route, &req.reference, &req.accept)
             .await?;
         if let Some(g) = &self.guard {
             self.judge(g, &req, &reply).await?;
+        }
+        // Kept once judged: a manifest refused by policy is not cached.
+        if !cached {
+            let tag = match &req.reference {
+                Reference::Tag(t) => Some(t),
+                Reference::Digest(_) => None,
+            };
+            self.keep_manifest(&req.route, tag, &reply);
         }
         Ok(reply)
     }
@@ -488,10 +743,22 @@ impl Registry for PullThrough {
     async fn blob(&self, req: BlobRequest) -> Result<BlobReply> {
         if let Some(g) = &self.guard {
             g.check_name(&req.route, &req.who).await?;
-            g.check_blob(&req.route, &req.digest, &req.who)?;
+            if let Err(blocked) = g.check_blob(&req.route, &req.digest, &req.who) {
+                if let (Some(c), true) = (&self.cache, g.judged_malicious(&req.digest)) {
+                    c.blobs.remove(&req.digest);
+                }
+                return Err(blocked.into());
+            }
         }
-        let rest = format!("blobs/{}", req.digest);
+        if let Some(cache) = &self.cache {
+            if let Some(cached) = cache.blobs.open_blob(&req.digest) {
+                metrics::BLOB_HITS.inc();
+                return self.serve_cached(req, cached);
+            }
+            metrics::BLOB_MISSES.inc();
+        }
         if req.head {
+            let rest = format!("blobs/{}", req.digest);
             let response = self
                 .get(&req.route, Method::HEAD, &rest, None, HeaderMap::new())
                 .await?;
@@ -505,45 +772,39 @@ impl Registry for PullThrough {
         }
         // The whole blob is always fetched: its digest can only be checked over all of it, so a
         // range is cut out of the verified stream rather than asked of the upstream.
-        let response = self.get_blob(&req.route, &req.digest).await?;
-        let headers = passthrough_headers(response.headers());
-        let size = content_length(response.headers());
+        let (fill, reader) = self
+            .open_fill(&req.route, &req.digest, &req.who, true)
+            .await?;
+        let size = fill.size;
         let window = match (req.range, size) {
             (Some(range), Some(size)) => {
                 Some(range.resolve(size).ok_or(Error::RangeInvalid { size })?)
             }
             _ => None,
         };
-        let mut checks: Vec<Box<dyn BlobCheck>> =
-            vec![Box::new(DigestCheck::new(req.digest.clone(), size))];
-        for f in &self.extra_checks {
-            checks.extend(f.checks(&req));
-        }
-        if let Some(g) = &self.guard {
-            if let Some(check) = g.layer_check(&req.route, &req.digest, &req.who) {
-                checks.push(offloaded(&req.digest, check)?);
-            }
-        }
         let w = window.map_or(Window::ALL, |(start, end)| Window {
             start,
             end: end + 1,
         });
-        let digest = req.digest.clone();
-        let host = req.route.upstream.host.clone();
-        let upstream_body = idle_body(response, self.client.settings().idle_timeout());
-        let host_for_log = host.clone();
-        let mut body = TailHold::new(upstream_body, checks, w).on_end(Box::new(move |outcome| {
-            if let Err(veto) = outcome {
-                tracing::warn!(%digest, upstream = %host_for_log, reason = %veto, "blob refused mid-stream: tail withheld, response aborted");
-            }
-        }));
+        // The fill's outcome releases the held tail. A client that joined another's fill is
+        // checked again under its own repository once the blob's verdict is known.
+        let mut checks = vec![fill.outcome()];
+        if let Some(g) = &self.guard {
+            checks.push(Box::new(VerdictCheck {
+                guard: g.clone(),
+                route: req.route.clone(),
+                digest: req.digest.clone(),
+                who: req.who.clone(),
+            }));
+        }
+        let mut body = TailHold::new(Box::pin(reader.into_stream()), checks, w);
         // Nothing is answered until the first chunk may go out. A blob refused before that (a small
         // layer judged whole, wrong bytes in the first chunks) gets a proper error with its reason
         // instead of a cut-off 200.
         let first = match body.next().await {
             Some(Ok(chunk)) => Some(chunk),
             None => None,
-            Some(Err(e)) => return Err(refusal(&host, e)),
+            Some(Err(e)) => return Err(refusal(&req.route.upstream.host, e)),
         };
         let body = futures_util::stream::iter(first.map(Ok)).chain(body);
         Ok(BlobReply {
@@ -551,7 +812,7 @@ impl Registry for PullThrough {
             size,
             window,
             body: Some(Box::pin(body)),
-            headers,
+            headers: fill.headers.clone(),
         })
     }
 
@@ -625,7 +886,7 @@ impl Registry for PullThrough {
 
 /// The error for a blob refused before its first byte went out: a policy block (403, with the
 /// reason), or the upstream's fault (wrong bytes, cut body: 502).
-fn refusal(host: &str, e: std::io::Error) -> Error {
+fn refusal(host: &str, e: impl std::fmt::Display) -> Error {
     let reason = e.to_string();
     if reason.starts_with(crate::policy::guard::BLOCKED_PREFIX) {
         Error::from(crate::policy::guard::Blocked {
@@ -639,6 +900,113 @@ fn refusal(host: &str, e: std::io::Error) -> Error {
             reason,
         }
     }
+}
+
+/// Refuses the tail of a blob whose verdict, once known, blocks it under the repository this
+/// client asked for (a client reading a fetch started under another repository or mode).
+struct VerdictCheck {
+    guard: Arc<Guard>,
+    route: Route,
+    digest: Digest,
+    who: Who,
+}
+
+impl BlobCheck for VerdictCheck {
+    fn update(&mut self, _: &[u8]) -> std::result::Result<(), Veto> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::result::Result<(), Veto> {
+        self.guard
+            .check_blob(&self.route, &self.digest, &self.who)
+            .map_err(|b| Veto(b.message))
+    }
+}
+
+/// A manifest answered from the cache.
+fn cached_reply(digest: Digest, m: Manifest) -> ManifestReply {
+    ManifestReply {
+        digest,
+        media_type: m.media_type,
+        bytes: m.bytes,
+        headers: HeaderMap::new(),
+    }
+}
+
+/// Whether a client asking with `accept` takes `media_type` (no `Accept` at all takes anything).
+fn acceptable(accept: &[String], media_type: &str) -> bool {
+    accept.is_empty() || accept.iter().any(|a| a == media_type || a == "*/*")
+}
+
+/// The `Accept` header of a manifest request: the client's types, or every type we know.
+fn accept_header(accept: &[String]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let accept: Vec<&str> = if accept.is_empty() {
+        media::DEFAULT_ACCEPT.to_vec()
+    } else {
+        accept.iter().map(String::as_str).collect()
+    };
+    if let Ok(v) = HeaderValue::from_str(&accept.join(", ")) {
+        headers.insert(ACCEPT, v);
+    }
+    headers
+}
+
+/// Whether an error means the upstream could not be asked (rather than a real answer such as "no
+/// such tag" or "access denied"): then the last known digest of a tag is served.
+fn upstream_down(e: &Error) -> bool {
+    match e {
+        Error::Unreachable(UpstreamError::AuthDenied { .. }) => false,
+        Error::Unreachable(_)
+        | Error::UpstreamFailed { .. }
+        | Error::RateLimited { .. }
+        | Error::BadUpstream { .. } => true,
+        _ => false,
+    }
+}
+
+/// The last known manifest of a tag, served because the upstream could not be asked.
+fn stale(route: &Route, tag: &Tag, record: &TagRecord, m: &Manifest, e: &Error) -> ManifestReply {
+    metrics::STALE_TAGS.inc();
+    tracing::warn!(
+        upstream = %route.upstream.host,
+        repo = %route.repo,
+        tag = %tag,
+        digest = %record.digest,
+        checked = record.checked,
+        error = %e,
+        "upstream unreachable: serving the cached tag"
+    );
+    cached_reply(record.digest.clone(), m.clone())
+}
+
+/// `len` bytes of a cached blob from `start`, read in large blocks off the async threads. The
+/// blob stays pinned (not evictable) until the stream is dropped.
+fn file_stream(
+    cached: crate::cache::CachedBlob,
+    start: u64,
+    len: u64,
+) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send {
+    const BLOCK: u64 = 1024 * 1024;
+    let cached = Arc::new(cached);
+    futures_util::stream::try_unfold(start, move |pos| {
+        let cached = cached.clone();
+        async move {
+            let end = start + len;
+            if pos >= end {
+                return Ok(None);
+            }
+            let n = (end - pos).min(BLOCK);
+            let bytes = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; n as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&cached.file, &mut buf, pos)
+                    .map(|()| Bytes::from(buf))
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            Ok(Some((bytes, pos + n)))
+        }
+    })
 }
 
 /// Runs a layer's inspection on its own thread, so the blob streams while it is judged.

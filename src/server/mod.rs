@@ -37,6 +37,15 @@ pub fn router<R: Registry>(state: Arc<AppState<R>>) -> Router {
         .route("/v2/", any(handlers::version))
         .route("/v2/{*rest}", any(handlers::api::<R>))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    crate::metrics::render(),
+                )
+            }),
+        )
         .fallback(|method: Method, uri: http::Uri| async move {
             error::ApiError(Error::NotFound(format!("{method} {}", uri.path()))).into_response()
         })

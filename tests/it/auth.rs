@@ -353,6 +353,16 @@ enum Creds<'a> {
 /// portcullis with one upstream, `UPSTREAM` at `url` (the default), configured by a TOML file.
 /// The second value holds the config (and password file) while portcullis runs.
 fn start_proxy(url: &str, creds: Creds, auth_hosts: &[&str]) -> (Portcullis, tempfile::TempDir) {
+    start_proxy_args(url, creds, auth_hosts, &[])
+}
+
+/// `start_proxy` with more `portcullis serve` arguments.
+fn start_proxy_args(
+    url: &str,
+    creds: Creds,
+    auth_hosts: &[&str],
+    args: &[&str],
+) -> (Portcullis, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut toml = format!(
         "[upstream]\ndefault = \"{UPSTREAM}\"\n\n[upstreams.\"{UPSTREAM}\"]\nurl = \"{url}\"\n"
@@ -378,7 +388,9 @@ fn start_proxy(url: &str, creds: Creds, auth_hosts: &[&str]) -> (Portcullis, tem
     }
     let config = dir.path().join("portcullis.toml");
     std::fs::write(&config, toml).unwrap();
-    let p = Portcullis::start_env(&["--config", config.to_str().unwrap()], &env);
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let p = Portcullis::start_env(&all, &env);
     (p, dir)
 }
 
@@ -554,7 +566,13 @@ fn private_pull_with_a_wrong_password_is_denied() {
 #[test]
 fn tokens_are_fetched_once_per_scope_and_reused() {
     let up = token_upstream("127.0.0.1");
-    let (p, _conf) = start_proxy(&up.registry.url(), Creds::Env(READER_PASSWORD), &[]);
+    // Without the cache every blob request reaches the upstream, so each one needs its token.
+    let (p, _conf) = start_proxy_args(
+        &up.registry.url(),
+        Creds::Env(READER_PASSWORD),
+        &[],
+        &["--no-cache"],
+    );
     for repo in [PUBLIC, PRIVATE, PUBLIC_OTHER] {
         for _ in 0..2 {
             let out = pull(&p, repo).unwrap_or_else(|e| panic!("pull {repo}: {e}"));
@@ -589,7 +607,7 @@ fn tokens_are_fetched_once_per_scope_and_reused() {
         assert_eq!(n, 1, "token requests for {repo}: {reqs:?}");
     }
     assert_eq!(reqs.len(), 3, "{reqs:?}");
-    // Those requests did reach the upstream (portcullis keeps no blobs), each with a token: only
+    // Those requests did reach the upstream (the cache is off), each with a token: only
     // the very first one was answered with a challenge.
     let log = up.registry.log_text();
     let ours: Vec<&str> = log.lines().filter(|l| l.contains("portcullis/")).collect();

@@ -348,7 +348,13 @@ fn wrong_blob_bytes_fail_the_pull_and_never_arrive_whole() {
         &format!("/v2/library/badchunked/blobs/{layer}"),
         Fault::Chunked,
     );
-    let p = Portcullis::start(&["--upstream", &format!("docker.io={}", fake.url())]);
+    // With the cache, the good pull would keep the layer and the bad ones would be served it:
+    // this is about what reaches the client from a lying upstream.
+    let p = Portcullis::start(&[
+        "--no-cache",
+        "--upstream",
+        &format!("docker.io={}", fake.url()),
+    ]);
 
     let pull = |repo: &str| {
         let dest = tempfile::tempdir().unwrap();
