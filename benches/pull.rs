@@ -239,7 +239,7 @@ fn main() {
         );
     }
     println!(
-        "portcullis peak RSS: {:.1} MB inspecting, {:.1} MB without, {:.1} MB warm (4 layers of ~{} MB streamed at once)",
+        "portcullis peak RSS: {:.1} MB inspecting, {:.1} MB without, {:.1} MB warm, its filling pull included (4 layers of ~{} MB streamed at once)",
         cold_rss,
         peak_rss_mb(plain.pid()),
         peak_rss_mb(warm.pid()),
