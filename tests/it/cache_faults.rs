@@ -176,26 +176,6 @@ fn log_events(p: &Portcullis, message: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The sum of every sample of metric `name` (all label sets) in `GET /metrics`; `None` when the
-/// metric is absent.
-fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
-    let r = http().get(format!("http://{addr}/metrics")).send().unwrap();
-    assert_eq!(r.status(), 200, "GET /metrics");
-    let text = r.text().unwrap();
-    let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let metric_name = series.split('{').next().unwrap().trim();
-        if metric_name == name {
-            let v: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
-            *found.get_or_insert(0.0) += v;
-        }
-    }
-    found
-}
-
 /// `skopeo copy docker://<addr>/<repo>:v1 oci:<tmp>:out`: the layout, or skopeo's stderr.
 fn skopeo_pull(addr: SocketAddr, repo: &str) -> Result<tempfile::TempDir, String> {
     let dest = tempfile::tempdir().unwrap();
@@ -497,7 +477,7 @@ fn assert_write_failure_reported(p: &Portcullis, what: &str) {
         errors.iter().all(|e| e["level"] == "ERROR"),
         "{what}: {errors:?}"
     );
-    let n = metric(p.addr, "portcullis_cache_write_errors_total");
+    let n = p.metrics().get("portcullis_cache_write_errors_total", &[]);
     assert!(
         n.is_some_and(|n| n >= 1.0),
         "{what}: portcullis_cache_write_errors_total = {n:?}"
@@ -597,7 +577,8 @@ fn a_client_leaving_a_shared_fill_does_not_cut_the_others() {
         std::thread::spawn(move || raw_get(addr, &path, Duration::from_secs(30)))
     };
     wait_for("B to join A's fill", Duration::from_secs(10), || {
-        metric(p.addr, "portcullis_singleflight_joins_total")
+        p.metrics()
+            .get("portcullis_singleflight_joins_total", &[])
             .is_some_and(|n| n >= 1.0)
             .then_some(())
     });

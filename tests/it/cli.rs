@@ -30,6 +30,22 @@ fn config_check_accepts_the_documented_example() {
     let (ok, out) = check(&example);
     assert!(ok, "{out}");
     assert!(out.contains(": ok"), "{out}");
+    // The effective cache settings are shown.
+    assert!(
+        out.contains("cache: ./portcullis-data/cache, max_size 20GiB, tag_ttl 5m, fill_timeout 1h"),
+        "{out}"
+    );
+    let (ok, out) = check(
+        "[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n[cache]\npath = \"/srv/c\"\nmax_size = \"512MiB\"\ntag_ttl = \"30s\"\n",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("cache: /srv/c, max_size 512MiB, tag_ttl 30s"),
+        "{out}"
+    );
+    let (_, out) =
+        check("[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n[cache]\nenabled = false\n");
+    assert!(out.contains("cache: off"), "{out}");
     // The embedded default is that very file.
     let out = Command::new(PORTCULLIS)
         .args(["config", "default"])
@@ -48,6 +64,8 @@ fn config_check_names_the_bad_field() {
         ("[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\nusername = \"u\"\npassword_env = \"A\"\npassword_file = \"/x\"\n", "password_env"),
         ("[upstream]\nidle_timeout_seconds = 0\n[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n", "upstream.idle_timeout_seconds"),
         ("[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\nusername = \"u\"\npassword_env = \"PORTCULLIS_TEST_SURELY_UNSET\"\n", "password_env"),
+        ("[cache]\nmax_size = \"lots\"\n[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n", "max_size"),
+        ("[cache]\nfill_timeout = \"0s\"\n[upstreams.\"docker.io\"]\nurl = \"https://r.example\"\n", "cache.fill_timeout"),
     ];
     for (text, field) in cases {
         let (ok, out) = check(text);

@@ -666,6 +666,73 @@ fn a_miner_layer_is_cut_mid_stream_and_stays_refused() {
     assert!(err.contains("miner.xmrig-strings"), "{err}");
 }
 
+/// One upstream fetch serves every client that asks for a blob at once, but each is judged under
+/// its own repository: the miner layer, asked for at the same time under a repository in audit
+/// mode and one in enforce mode, reaches the audit client whole and the enforce client never
+/// whole (cut, or refused). A blob judged malicious is not kept in the cache either way.
+#[test]
+fn clients_sharing_a_fetch_are_each_judged_under_their_own_repository() {
+    let up = Upstream::start();
+    let layout = up.layout.path();
+    up.registry
+        .push(layout, "bad-layer", "audited/dataproc", "v1");
+    up.registry
+        .push(layout, "bad-layer", "enforced/dataproc", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &up,
+        "[[policy.scopes]]\npattern = \"docker.io/audited/**\"\nmode = \"audit\"\n",
+    );
+    let cache = dir.path().join("cache");
+    let p = Portcullis::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let bad = up.miner_layer().to_string();
+    let pushed = std::fs::read(layout.join("blobs/sha256").join(&bad[7..])).unwrap();
+    let path = |repo: &str| format!("/v2/{repo}/blobs/{bad}");
+    let (audited, enforced) = std::thread::scope(|s| {
+        let a = s.spawn(|| fetch(p.addr, &path("audited/dataproc"), &[]));
+        let e = s.spawn(|| fetch(p.addr, &path("enforced/dataproc"), &[]));
+        (a.join().unwrap(), e.join().unwrap())
+    });
+    eprintln!(
+        "audit client: {} {} bytes {:?}; enforce client: {} {} bytes {:?}",
+        audited.status,
+        audited.body.len(),
+        audited.error,
+        enforced.status,
+        enforced.body.len(),
+        enforced.error
+    );
+    assert!(
+        enforced.body.len() < pushed.len() || enforced.status == 403,
+        "the enforce client got the whole miner layer"
+    );
+    // The audit client is served whole, at once or (when the enforce client's fetch was the one
+    // both read, and it was cut) on its retry.
+    let audited = if audited.error.is_none() && audited.status == 200 {
+        audited
+    } else {
+        fetch(p.addr, &path("audited/dataproc"), &[])
+    };
+    assert_eq!((audited.status, audited.error.as_deref()), (200, None));
+    assert_eq!(audited.body, pushed, "the audit client got the layer whole");
+    // Served under audit, refused under enforce, kept by neither.
+    fetch(p.addr, &path("enforced/dataproc"), &[]).assert_denied("the miner layer, enforced");
+    let kept = cache.join("blobs/sha256").join(&bad[7..]);
+    assert!(!kept.exists(), "the miner layer was cached");
+    let again = fetch(p.addr, &path("audited/dataproc"), &[]);
+    assert_eq!(again.body, pushed);
+    assert!(
+        !kept.exists(),
+        "the miner layer was cached after an audit-mode read"
+    );
+}
+
 /// Strict mode: every layer is judged before the manifest is answered, so the first request for
 /// the miner image's manifest is already refused, and not a byte of a blob reaches a client. The
 /// proxy itself read the layers from the upstream to judge them.

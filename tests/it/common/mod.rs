@@ -11,6 +11,8 @@ pub mod corpus;
 pub mod dockerd;
 pub mod fake;
 pub mod image;
+pub mod metrics;
+pub mod upstream_log;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
