@@ -1,9 +1,12 @@
 //! Pull benchmark: a ~0.5 GB, 4-layer image pulled by skopeo directly from the upstream registry,
-//! through portcullis, and through CNCF distribution in proxy mode, in alternating rounds.
-//! Prints medians, ratios against the direct pull, and portcullis' peak RSS.
+//! through portcullis (no cache: inspection off, cold, verdicts known; and warm, blobs cached), and
+//! through CNCF distribution in proxy mode (cold and warm), in alternating rounds. Then 20
+//! concurrent cold pulls of a smaller image through a fresh portcullis against 20 concurrent direct
+//! pulls. Prints medians, ratios against the direct pull, and portcullis' peak RSS.
 //!
-//!   cargo bench --bench pull                 # defaults: 512 MB, 5 rounds
+//!   cargo bench --bench pull                 # defaults: 512 MB, 5 rounds; 20 × 64 MB, 3 rounds
 //!   BENCH_MB=256 BENCH_ROUNDS=3 cargo bench --bench pull
+//!   BENCH_CONCURRENT=20 BENCH_CONCURRENT_MB=64 BENCH_CONCURRENT_ROUNDS=3 cargo bench --bench pull
 //!
 //! Figures are ratios measured in the same run, so a slower machine moves all columns together.
 
@@ -79,6 +82,11 @@ fn fixture(mb: usize) -> std::path::PathBuf {
 }
 
 fn pull(from: &str) -> Duration {
+    pull_repo(from, "library/bench")
+}
+
+/// `skopeo copy docker://<from>/<repo>:v1 dir:<tmp>`, timed.
+fn pull_repo(from: &str, repo: &str) -> Duration {
     let out_root = if Path::new("/dev/shm").is_dir() {
         "/dev/shm"
     } else {
@@ -88,13 +96,25 @@ fn pull(from: &str) -> Duration {
     let start = Instant::now();
     let status = Command::new("skopeo")
         .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{from}/library/bench:v1"))
+        .arg(format!("docker://{from}/{repo}:v1"))
         .arg(format!("dir:{}", out.path().display()))
         .status()
         .unwrap();
     let took = start.elapsed();
-    assert!(status.success(), "skopeo pull from {from} failed");
+    assert!(status.success(), "skopeo pull of {repo} from {from} failed");
     took
+}
+
+/// `n` pulls of `repo` from `from` at once; the wall time until the last one ends.
+fn pull_concurrently(from: &str, repo: &str, n: usize) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let pulls: Vec<_> = (0..n).map(|_| s.spawn(|| pull_repo(from, repo))).collect();
+        for p in pulls {
+            p.join().unwrap();
+        }
+    });
+    start.elapsed()
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -124,7 +144,9 @@ fn main() {
     let layout = fixture(mb);
     let upstream = Registry::start();
     upstream.push(&layout, "v1", "library/bench", "v1");
-    let inspecting = Portcullis::for_upstream(&upstream);
+    let upstream_arg = format!("docker.io={}", upstream.url());
+    // The no-cache columns stream every layer from the upstream on every pull.
+    let inspecting = Portcullis::start(&["--upstream", &upstream_arg, "--no-cache"]);
     // The same proxy with inspection off: what streaming, verifying and tail-hold cost alone.
     let plain_config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
@@ -136,50 +158,65 @@ fn main() {
         "--config",
         plain_config.path().to_str().unwrap(),
         "--upstream",
-        &format!("docker.io={}", upstream.url()),
+        &upstream_arg,
+        "--no-cache",
     ]);
+    // Verdicts known and every blob in its cache after the warm-up pull.
+    let warm = Portcullis::for_upstream(&upstream);
+    let dist_warm = distribution_proxy(&upstream);
     let direct_addr = upstream.addr.to_string();
     let inspecting_addr = inspecting.addr.to_string();
     let plain_addr = plain.addr.to_string();
+    let warm_addr = warm.addr.to_string();
+    let dist_warm_addr = dist_warm.addr.to_string();
 
-    // One warm-up pull each so page caches and connection pools are comparable. (Inspection
-    // verdicts are kept, but with no blob cache every pull still fetches and streams every layer.)
-    for a in [&direct_addr, &inspecting_addr, &plain_addr] {
+    // One warm-up pull each so page caches and connection pools are comparable, and the warm
+    // proxies' caches are filled.
+    for a in [
+        &direct_addr,
+        &inspecting_addr,
+        &plain_addr,
+        &warm_addr,
+        &dist_warm_addr,
+    ] {
         pull(a);
     }
 
-    const COLUMNS: [&str; 5] = [
+    const COLUMNS: [&str; 7] = [
         "direct from upstream",
         "portcullis, inspection off",
         "portcullis, inspecting (cold)",
         "portcullis, verdicts known",
+        "portcullis, warm (blobs cached)",
         "distribution proxy (cold)",
+        "distribution proxy (warm)",
     ];
-    let mut times: [Vec<Duration>; 5] = Default::default();
+    let mut times: [Vec<Duration>; 7] = Default::default();
     let mut cold_rss: f64 = 0.0;
     for round in 0..rounds {
         // Alternate the order so drift on the machine hits every column alike.
-        let order: [usize; 5] = if round % 2 == 0 {
-            [0, 1, 2, 3, 4]
-        } else {
-            [4, 3, 2, 1, 0]
-        };
+        let mut order: Vec<usize> = (0..COLUMNS.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for which in order {
             let t = match which {
                 0 => pull(&direct_addr),
                 1 => pull(&plain_addr),
                 2 => {
-                    // A fresh proxy with an empty verdict store: every layer is judged.
+                    // A fresh proxy with an empty verdict store and cache: every layer is judged.
                     let fresh = Portcullis::for_upstream(&upstream);
                     let t = pull(&fresh.addr.to_string());
                     cold_rss = cold_rss.max(peak_rss_mb(fresh.pid()));
                     t
                 }
                 3 => pull(&inspecting_addr),
-                _ => {
+                4 => pull(&warm_addr),
+                5 => {
                     let d = distribution_proxy(&upstream);
                     pull(&d.addr.to_string())
                 }
+                _ => pull(&dist_warm_addr),
             };
             times[which].push(t);
         }
@@ -202,15 +239,70 @@ fn main() {
         );
     }
     println!(
-        "portcullis peak RSS: {:.1} MB inspecting, {:.1} MB without (4 layers of ~{} MB streamed at once)",
+        "portcullis peak RSS: {:.1} MB inspecting, {:.1} MB without, {:.1} MB warm, its filling pull included (4 layers of ~{} MB streamed at once)",
         cold_rss,
         peak_rss_mb(plain.pid()),
+        peak_rss_mb(warm.pid()),
         mb / 4
     );
-    let dist = medians[4].as_secs_f64();
+    let dist = medians[5].as_secs_f64();
     println!(
-        "vs distribution proxy: inspection off {:.3}×, inspecting {:.3}×",
+        "vs distribution proxy (cold): inspection off {:.3}×, inspecting {:.3}×",
         medians[1].as_secs_f64() / dist,
         medians[2].as_secs_f64() / dist
+    );
+    println!(
+        "warm: portcullis {:.3}× direct, distribution proxy {:.3}× direct, portcullis {:.3}× distribution",
+        medians[4].as_secs_f64() / direct,
+        medians[6].as_secs_f64() / direct,
+        medians[4].as_secs_f64() / medians[6].as_secs_f64()
+    );
+    drop((inspecting, plain, warm, dist_warm));
+
+    concurrent(&upstream);
+}
+
+/// `BENCH_CONCURRENT` (0: skip) skopeo pulls at once of a `BENCH_CONCURRENT_MB` image, through a fresh
+/// portcullis each round (cold: no verdicts, empty cache, one upstream fetch per blob shared by
+/// all) and directly from the upstream, alternating which goes first.
+fn concurrent(upstream: &Registry) {
+    let n = env_usize("BENCH_CONCURRENT", 20);
+    let mb = env_usize("BENCH_CONCURRENT_MB", 64);
+    let rounds = env_usize("BENCH_CONCURRENT_ROUNDS", 3).max(1);
+    if n == 0 || mb == 0 {
+        return;
+    }
+    let repo = "library/bench-concurrent";
+    upstream.push(&fixture(mb), "v1", repo, "v1");
+    let direct_addr = upstream.addr.to_string();
+    pull_repo(&direct_addr, repo);
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    let mut rss: f64 = 0.0;
+    for round in 0..rounds {
+        let proxy_first = round % 2 == 1;
+        for through_proxy in [proxy_first, !proxy_first] {
+            if through_proxy {
+                let fresh = Portcullis::for_upstream(upstream);
+                proxied.push(pull_concurrently(&fresh.addr.to_string(), repo, n));
+                rss = rss.max(peak_rss_mb(fresh.pid()));
+            } else {
+                direct.push(pull_concurrently(&direct_addr, repo, n));
+            }
+        }
+        eprintln!(
+            "concurrent round {}: direct {:?}, portcullis cold {:?}",
+            round + 1,
+            direct[round],
+            proxied[round]
+        );
+    }
+    let (d, p) = (median(&mut direct), median(&mut proxied));
+    println!();
+    println!(
+        "{n} concurrent pulls of a {mb} MB image, {rounds} rounds: direct {:.3} s, portcullis cold {:.3} s = {:.3}× direct (wall time, medians); portcullis peak RSS {:.1} MB",
+        d.as_secs_f64(),
+        p.as_secs_f64(),
+        p.as_secs_f64() / d.as_secs_f64(),
+        rss
     );
 }

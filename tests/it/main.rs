@@ -3,6 +3,7 @@
 
 mod auth;
 mod cache;
+mod cache_faults;
 mod cli;
 mod common;
 mod containerd;

@@ -163,7 +163,10 @@ pub fn skopeo(args: &[&str]) -> Result<String, String> {
 /// portcullis itself, on a port it picks, logging JSON to a file.
 pub struct Portcullis {
     pub addr: SocketAddr,
+    /// Holds the log (and, unless given one, the data dir as `data/`).
     pub dir: tempfile::TempDir,
+    /// The `--data-dir` it serves from.
+    pub data: PathBuf,
     pub log: PathBuf,
     proc_: Proc,
 }
@@ -176,6 +179,22 @@ impl Portcullis {
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Portcullis {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Portcullis::spawn(dir, data, args, env)
+    }
+
+    /// Starts portcullis on the data dir `data`, which outlives it: a second `start_in` on the
+    /// same dir is a restart (verdict store, cache and all). Its log is a fresh file of its own.
+    pub fn start_in(data: &Path, args: &[&str]) -> Portcullis {
+        Portcullis::spawn(tempfile::tempdir().unwrap(), data.to_path_buf(), args, &[])
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Portcullis {
         let log = dir.path().join("portcullis.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(PORTCULLIS)
@@ -187,7 +206,7 @@ impl Portcullis {
                 "json",
                 "--data-dir",
             ])
-            .arg(dir.path().join("data"))
+            .arg(&data)
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
@@ -195,11 +214,17 @@ impl Portcullis {
             .stderr(out)
             .spawn()
             .unwrap();
-        let proc_ = Proc {
+        let mut proc_ = Proc {
             child,
             name: "portcullis",
         };
         let addr = wait_for("portcullis to listen", Duration::from_secs(20), || {
+            if let Some(status) = proc_.child.try_wait().unwrap() {
+                panic!(
+                    "portcullis exited with {status}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             let f = std::fs::File::open(&log).ok()?;
             BufReader::new(f)
                 .lines()
@@ -213,6 +238,7 @@ impl Portcullis {
         Portcullis {
             addr,
             dir,
+            data,
             log,
             proc_,
         }
