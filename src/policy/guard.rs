@@ -374,6 +374,11 @@ impl Guard {
         findings
     }
 
+    /// Whether an image has a verdict under the current rules (its config need not be read again).
+    pub fn knows_image(&self, manifest: &Digest) -> bool {
+        self.current(Subject::Manifest(manifest)).is_some()
+    }
+
     /// Layers of an image that have no current verdict yet (what strict mode must judge first).
     pub fn unjudged_layers(&self, blobs: &ImageBlobs) -> Vec<Digest> {
         blobs

@@ -285,8 +285,12 @@ impl PullThrough {
                 .map(|l| parse(&l.digest))
                 .collect::<Result<_>>()?,
         };
-        // Artifacts (Helm charts, signatures) have other config types: only their layers count.
-        let config_bytes = if IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
+        // Artifacts (Helm charts, signatures) have other config types: only their layers count. An
+        // image judged under the current rules is not judged again, so its config is not read (a
+        // blocked image's config is not cached, and must not cost an upstream request each time).
+        let config_bytes = if guard.knows_image(digest) {
+            Bytes::new()
+        } else if IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
             match self
                 .read_small_blob(&req.route, &blobs.config, &req.who, MAX_CONFIG_BYTES)
                 .await

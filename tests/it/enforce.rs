@@ -557,6 +557,17 @@ fn skopeo_is_refused_the_miner_config_and_gets_the_clean_image() {
     for d in &up.bad_config.layer_digests {
         assert_eq!(up.gets(&format!("/v2/{BAD_CONFIG}/blobs/{d}")), 0, "{d}");
     }
+    // Asked again, the image is refused on its stored verdict: its config is not fetched again
+    // (it is not cached, being a miner's).
+    let config_path = format!("/v2/{BAD_CONFIG}/blobs/{}", up.bad_config.config_digest);
+    let config_gets = up.gets(&config_path);
+    assert!(config_gets >= 1);
+    skopeo_pull(&p.url(), BAD_CONFIG).expect_err("the miner image was pulled the second time");
+    assert_eq!(
+        up.gets(&config_path),
+        config_gets,
+        "the config was fetched again"
+    );
 
     let pulled = skopeo_pull(&p.url(), CLEAN).unwrap_or_else(|e| panic!("{e}\n{}", p.log_text()));
     assert_same_blobs(up.layout.path(), pulled.path(), &up.clean);
