@@ -754,4 +754,27 @@ mod tests {
         drop(lead);
         assert!(waiter.await.unwrap());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fill_that_outlives_its_timeout_is_abandoned() {
+        let s = setup(true);
+        let bytes = data(10_000);
+        let key = ("up".to_string(), Digest::sha256_of(&bytes));
+        let Joined::Lead(lead) = s.fills.join(key.clone()).await else {
+            panic!()
+        };
+        // Ten chunks, 50 ms apart: half a second, against a 120 ms limit.
+        let mut sp = spec(&s, &bytes, &bytes, Duration::from_millis(50));
+        sp.timeout = Duration::from_millis(120);
+        let (fill, r) = Fill::start(lead, sp);
+        let (got, outcome) = read_all(r, &fill).await;
+        assert!(outcome.unwrap_err().0.contains("took longer than"));
+        assert!(got.len() < bytes.len());
+        settled(&s.fills).await;
+        assert!(s.store.unwrap().size_of(&key.1).is_none());
+        let tmp = std::fs::read_dir(s._dir.path().join("tmp"))
+            .unwrap()
+            .count();
+        assert_eq!(tmp, 0);
+    }
 }

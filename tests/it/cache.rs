@@ -774,3 +774,63 @@ fn after_the_tag_ttl_a_tag_is_revalidated_with_head() {
     assert_eq!(skopeo_digest(&p, "reval:v1"), new.digest());
     assert_eq!(head_manifest(&p.url(), "reval", "v1"), new.digest());
 }
+
+/// A cached blob answers ranges from disk: one range is a 206 with exactly those bytes, a range
+/// past the end is a 416, HEAD gives the size; none of it reaches the upstream.
+#[test]
+fn ranges_and_heads_of_a_cached_blob_come_from_disk() {
+    let upstream = Registry::start();
+    let source = push(
+        &upstream,
+        &random_image(71, &[300_000]),
+        "acme/ranged",
+        "v1",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let p = proxy(&upstream, cache.path(), &[]);
+    let layer = source.written.layer_digests[0].clone();
+    let url = format!("{}/v2/acme/ranged/blobs/{layer}", p.url());
+    let whole = http().get(&url).send().unwrap();
+    assert_eq!(whole.status(), 200);
+    let whole = whole.bytes().unwrap().to_vec();
+    wait_cached(cache.path(), &source, &layer);
+    let before = settled(&upstream).len();
+
+    let r = http()
+        .get(&url)
+        .header("Range", "bytes=1000-4999")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 1000-4999/{}", whole.len())
+    );
+    assert_eq!(r.bytes().unwrap().as_ref(), &whole[1000..5000]);
+    let r = http()
+        .get(&url)
+        .header("Range", format!("bytes={}-", whole.len() - 10))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().unwrap().as_ref(), &whole[whole.len() - 10..]);
+    let r = http()
+        .get(&url)
+        .header("Range", format!("bytes={}-", whole.len() + 10))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    let h = http().head(&url).send().unwrap();
+    assert_eq!(h.status(), 200);
+    // reqwest's content_length() is the body's size hint, 0 for HEAD: read the header.
+    assert_eq!(
+        h.headers()["content-length"].to_str().unwrap(),
+        whole.len().to_string()
+    );
+    assert_eq!(
+        settled(&upstream).len(),
+        before,
+        "a cached blob's range or HEAD went upstream"
+    );
+    assert!(metric(&p, "portcullis_cache_hits_total", &[("kind", "blob")]) >= 4.0);
+}
