@@ -21,19 +21,6 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A tmpfs mounted on a fresh temp dir; unmounted (then the dir removed) on drop. Declare it
 /// before the portcullis that uses it, so the proxy is gone before the unmount.
 struct Tmpfs {
@@ -484,13 +471,8 @@ fn assert_write_failure_reported(p: &Portcullis, what: &str) {
     );
 }
 
-/// Guards against ENOSPC failing a pull: the cache is a 512 KiB tmpfs and the layer 3 MiB, so
-/// its fill runs out of space part-way. The pull succeeds byte for byte (twice), the failure is
-/// logged and counted, the partial temp file is removed and nothing partial is committed.
-#[test]
-fn a_full_cache_dir_serves_uncached() {
-    let (registry, layout, img) = big_upstream();
-    let fs = Tmpfs::mount("size=512k");
+/// portcullis in front of `registry`, caching in `cache/` on the tmpfs.
+fn proxy_caching_in(fs: &Tmpfs, registry: &Registry) -> (std::path::PathBuf, Portcullis) {
     let cache = fs.path().join("cache");
     let p = Portcullis::start(&[
         "--upstream",
@@ -498,6 +480,17 @@ fn a_full_cache_dir_serves_uncached() {
         "--cache-dir",
         cache.to_str().unwrap(),
     ]);
+    (cache, p)
+}
+
+/// Guards against ENOSPC failing a pull: the cache is a 512 KiB tmpfs and the layer 3 MiB, so
+/// its fill runs out of space part-way. The pull succeeds byte for byte (twice), the failure is
+/// logged and counted, the partial temp file is removed and nothing partial is committed.
+#[test]
+fn a_full_cache_dir_serves_uncached() {
+    let (registry, layout, img) = big_upstream();
+    let fs = Tmpfs::mount("size=512k");
+    let (cache, p) = proxy_caching_in(&fs, &registry);
     pull_big_whole(&p, layout.path(), &img, "first pull, cache full");
     assert_write_failure_reported(&p, "ENOSPC");
     assert!(!cached_blob(&cache, &img.layer_digests[0]).exists());
@@ -517,13 +510,7 @@ fn a_full_cache_dir_serves_uncached() {
 fn a_read_only_cache_dir_serves_uncached() {
     let (registry, layout, img) = big_upstream();
     let fs = Tmpfs::mount("size=64m");
-    let cache = fs.path().join("cache");
-    let p = Portcullis::start(&[
-        "--upstream",
-        &format!("docker.io={}", registry.url()),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
+    let (cache, p) = proxy_caching_in(&fs, &registry);
     fs.remount_read_only();
     assert!(
         std::fs::write(fs.path().join("probe"), b"x").is_err(),

@@ -79,19 +79,6 @@ fn oci_error(
     (headers, body)
 }
 
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// An OCI image manifest of exactly `len` bytes (padded with an annotation).
 fn manifest_of_size(len: usize) -> Vec<u8> {
     let config = sha256(b"{}");

@@ -271,6 +271,19 @@ impl Portcullis {
     }
 }
 
+/// Deterministic incompressible bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// sha256 of a file, as `sha256:<hex>`.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::Digest as _;
