@@ -8,7 +8,7 @@
 //! the fill's outcome is known, so no client completes a blob that failed its checks.
 //!
 //! The fill does not belong to any client: it goes on when they disconnect, bounded by its own
-//! timeout. When the cache cannot be written (no temp file, disk full mid-way) the fill goes on
+//! timeout. It runs on a thread of the blocking pool, since its checks and writes block. When the cache cannot be written (no temp file, disk full mid-way) the fill goes on
 //! in memory for the readers it has, paced by the slowest, and takes no new ones; with no reader
 //! left and nothing to cache, it stops.
 //!
@@ -268,7 +268,13 @@ impl Fill {
             // Nothing on disk for a follower to catch up from: the others fetch on their own.
             drop(lead);
         }
-        tokio::spawn(task.run(spec.body, spec.keep, spec.timeout));
+        // The fill's own thread: its checks (hashing; handing chunks to the inspector, which
+        // waits when the inspector lags) and its file writes block, which must never hold up the
+        // async workers that serve every other request. The body is still read asynchronously.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(task.run(spec.body, spec.keep, spec.timeout))
+        });
         (fill, reader)
     }
 
@@ -439,14 +445,8 @@ impl Task {
         if let (Ok(size), Some(temp), Some(store)) = (outcome, self.temp.take(), &self.store) {
             // Asked after the readers were released: the verdict is stored by now.
             if keep() {
-                let store = store.clone();
-                let d = digest.clone();
-                let committed =
-                    tokio::task::spawn_blocking(move || store.commit(temp, &d, size)).await;
-                match committed {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => write_failed(&digest, &e),
-                    Err(e) => write_failed(&digest, &io::Error::other(e)),
+                if let Err(e) = store.commit(temp, &digest, size) {
+                    write_failed(&digest, &e);
                 }
             }
         }

@@ -12,8 +12,9 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Chunks in flight to the inspector thread (a few MiB with hyper's read sizes).
-pub const DEFAULT_CAPACITY: usize = 256;
+/// Chunks in flight to the inspector thread: a few MiB with hyper's read sizes. A fill reads its
+/// upstream as fast as it can write the cache, so this bounds the memory of an inspection that lags.
+pub const DEFAULT_CAPACITY: usize = 64;
 
 /// What the stream tells the inspector thread.
 enum Msg {
