@@ -984,32 +984,36 @@ fn stale(route: &Route, tag: &Tag, record: &TagRecord, m: &Manifest, e: &Error) 
     cached_reply(record.digest.clone(), m.clone())
 }
 
-/// `len` bytes of a cached blob from `start`, read in large blocks off the async threads. The
-/// blob stays pinned (not evictable) until the stream is dropped.
+/// `len` bytes of a cached blob from `start`, read in large blocks on a blocking-pool thread a
+/// few blocks ahead of the socket, so reading the file overlaps sending the previous block. The
+/// blob stays pinned (not evictable) until the stream is dropped and the thread sees it.
 fn file_stream(
     cached: crate::cache::CachedBlob,
     start: u64,
     len: u64,
 ) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send {
     const BLOCK: u64 = 1024 * 1024;
-    let cached = Arc::new(cached);
-    futures_util::stream::try_unfold(start, move |pos| {
-        let cached = cached.clone();
-        async move {
-            let end = start + len;
-            if pos >= end {
-                return Ok(None);
-            }
+    const AHEAD: usize = 4;
+    let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let end = start + len;
+        let mut pos = start;
+        while pos < end {
             let n = (end - pos).min(BLOCK);
-            let bytes = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0; n as usize];
-                std::os::unix::fs::FileExt::read_exact_at(&cached.file, &mut buf, pos)
-                    .map(|()| Bytes::from(buf))
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            Ok(Some((bytes, pos + n)))
+            let mut buf = vec![0; n as usize];
+            let read = std::os::unix::fs::FileExt::read_exact_at(&cached.file, &mut buf, pos)
+                .map(|()| Bytes::from(buf));
+            let failed = read.is_err();
+            // The receiver is gone when the client went away: stop reading.
+            if tx.blocking_send(read).is_err() || failed {
+                return;
+            }
+            pos += n;
         }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
     })
 }
 
