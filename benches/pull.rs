@@ -132,6 +132,34 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`, which may hold spaces: utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    f.iter().sum::<f64>() / ticks
+}
+
+/// A timed pull and the CPU the serving processes (`servers`) spent on it.
+fn pull_measured(from: &str, servers: &[u32]) -> (Duration, f64) {
+    let before: f64 = servers.iter().map(|p| cpu_seconds(*p)).sum();
+    let t = pull(from);
+    let after: f64 = servers.iter().map(|p| cpu_seconds(*p)).sum();
+    (t, after - before)
+}
+
+fn median_f(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 /// distribution in proxy mode with empty storage (a cold cache), in front of `upstream`.
 fn distribution_proxy(upstream: &Registry) -> Registry {
     Registry::start_with(&format!("proxy:\n  remoteurl: {}\n", upstream.url()))
@@ -192,7 +220,9 @@ fn main() {
         "distribution proxy (warm)",
     ];
     let mut times: [Vec<Duration>; 7] = Default::default();
+    let mut cpu: [Vec<f64>; 7] = Default::default();
     let mut cold_rss: f64 = 0.0;
+    let up = upstream.pid();
     for round in 0..rounds {
         // Alternate the order so drift on the machine hits every column alike.
         let mut order: Vec<usize> = (0..COLUMNS.len()).collect();
@@ -200,24 +230,26 @@ fn main() {
             order.reverse();
         }
         for which in order {
-            let t = match which {
-                0 => pull(&direct_addr),
-                1 => pull(&plain_addr),
+            // Each column's CPU is that of every server process the pull went through.
+            let (t, c) = match which {
+                0 => pull_measured(&direct_addr, &[up]),
+                1 => pull_measured(&plain_addr, &[up, plain.pid()]),
                 2 => {
                     // A fresh proxy with an empty verdict store and cache: every layer is judged.
                     let fresh = Portcullis::for_upstream(&upstream);
-                    let t = pull(&fresh.addr.to_string());
+                    let m = pull_measured(&fresh.addr.to_string(), &[up, fresh.pid()]);
                     cold_rss = cold_rss.max(peak_rss_mb(fresh.pid()));
-                    t
+                    m
                 }
-                3 => pull(&inspecting_addr),
-                4 => pull(&warm_addr),
+                3 => pull_measured(&inspecting_addr, &[up, inspecting.pid()]),
+                4 => pull_measured(&warm_addr, &[up, warm.pid()]),
                 5 => {
                     let d = distribution_proxy(&upstream);
-                    pull(&d.addr.to_string())
+                    pull_measured(&d.addr.to_string(), &[up, d.pid()])
                 }
-                _ => pull(&dist_warm_addr),
+                _ => pull_measured(&dist_warm_addr, &[up, dist_warm.pid()]),
             };
+            cpu[which].push(c);
             times[which].push(t);
         }
         let line: Vec<String> = (0..COLUMNS.len())
@@ -237,6 +269,13 @@ fn main() {
             m.as_secs_f64(),
             m.as_secs_f64() / direct
         );
+    }
+    let cpu: Vec<f64> = cpu.iter_mut().map(|c| median_f(c)).collect();
+    println!();
+    println!("CPU of the serving processes per pull (upstream registry + proxy), median:");
+    println!("{:<34} {:>10} {:>10}", "path", "cpu s", "× direct");
+    for (name, c) in COLUMNS.iter().zip(&cpu) {
+        println!("{:<34} {:>10.2} {:>10.3}", name, c, c / cpu[0]);
     }
     println!(
         "portcullis peak RSS: {:.1} MB inspecting, {:.1} MB without, {:.1} MB warm, its filling pull included (4 layers of ~{} MB streamed at once)",

@@ -127,6 +127,10 @@ impl Registry {
         format!("http://{}", self.addr)
     }
 
+    pub fn pid(&self) -> u32 {
+        self._proc.child.id()
+    }
+
     /// The registry's log so far (its access log lines included).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
