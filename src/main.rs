@@ -242,9 +242,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The config file (or the embedded default) with `--data-dir` applied.
+/// Not validated yet: the caller applies its flags first.
 fn base_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Config> {
     let mut config = match file {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::read(path)?,
         None => Config::embedded(),
     };
     if let Some(dir) = data_dir {
@@ -433,6 +434,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 fn override_command(args: &StoreArgs, command: OverrideCommand) -> anyhow::Result<()> {
     let config = base_config(args.config.as_deref(), args.data_dir.as_deref())?;
+    config.validate()?;
     let now = portcullis::store::now_unix();
     match command {
         OverrideCommand::Add(add) => {

@@ -412,13 +412,19 @@ impl Config {
         toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
-    /// Reads, parses and validates a file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads and parses a file, without validating: command-line flags may still complete it
+    /// (`--upstream`), so it is validated once they are applied.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let config = Config::parse(&text)?;
+        Config::parse(&text)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::read(path)?;
         config.validate()?;
         Ok(config)
     }

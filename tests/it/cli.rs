@@ -152,3 +152,26 @@ fn inspection_can_be_switched_off() {
     assert_eq!(http().get(url(&off)).send().unwrap().status(), 404);
     assert!(off.log_text().contains("inspection is off"));
 }
+
+/// A config file may leave the upstream to `--upstream`: it is validated once the flags are
+/// applied (and `config check` alone still refuses it).
+#[test]
+fn a_config_file_may_leave_the_upstream_to_the_command_line() {
+    let upstream = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, "[cache]\nenabled = false\n").unwrap();
+    let p = Portcullis::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--upstream",
+        &format!("docker.io={}", upstream.url()),
+    ]);
+    let r = http()
+        .get(format!("{}/v2/library/nothing/tags/list", p.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404, "the request reached the upstream");
+    let (ok, out) = check("[cache]\nenabled = false\n");
+    assert!(!ok && out.contains("upstream"), "{out}");
+}

@@ -507,8 +507,7 @@ fn rules_of(line: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A config file in `dir`: `body` plus the docker.io upstream (a file must name one itself: it is
-/// validated before `--upstream` could add one).
+/// A config file in `dir`: `body` plus the docker.io upstream.
 fn config_file(dir: &Path, up: &Upstream, body: &str) -> PathBuf {
     let path = dir.join("portcullis.toml");
     std::fs::write(
