@@ -3,7 +3,7 @@
 use super::route::Upstream;
 use crate::config::Secret;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -134,6 +134,9 @@ pub struct TokenCache {
     tokens: Mutex<HashMap<(String, String), (Secret, Instant)>>,
     /// The last Bearer challenge each upstream sent, so new scopes get a token without a 401 first.
     challenges: Mutex<HashMap<String, Challenge>>,
+    /// One token request per (upstream, scope) at a time: concurrent first pulls of a repository
+    /// wait for the one request rather than each asking the token service.
+    gates: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Tokens are dropped this long before their stated expiry, to allow for clock and transit time.
@@ -163,6 +166,17 @@ impl TokenCache {
         let now = Instant::now();
         tokens.retain(|_, (_, u)| *u > now);
         tokens.insert((upstream.to_string(), scope.to_string()), (token, until));
+    }
+
+    /// The lock a token request for (upstream, scope) holds.
+    pub fn gate(&self, upstream: &str, scope: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.gates.lock().unwrap();
+        // Gates nobody holds are dropped, so the map stays as small as the requests in flight.
+        gates.retain(|_, g| Arc::strong_count(g) > 1);
+        gates
+            .entry((upstream.to_string(), scope.to_string()))
+            .or_default()
+            .clone()
     }
 
     pub fn forget(&self, upstream: &str, scope: &str) {

@@ -85,8 +85,8 @@ impl UpstreamClient {
                 .request(method.clone(), url.clone())
                 .headers(headers.clone())
                 .header(USER_AGENT, UA);
-            if let Some(auth) = auth {
-                request = request.header(AUTHORIZATION, auth);
+            if let Some(auth) = &auth {
+                request = request.header(AUTHORIZATION, auth.clone());
             }
             let outcome =
                 tokio::time::timeout(self.settings.first_byte_timeout(), request.send()).await;
@@ -127,7 +127,15 @@ impl UpstreamClient {
                 if let Some(c) = pick_challenge(&challenges, up) {
                     reauthenticated = true;
                     attempt -= 1; // answering a challenge is not a failed attempt
-                    self.tokens.forget(&up.host, &scope);
+                                  // Only the token this request sent was refused: one another request fetched
+                                  // meanwhile (this one went out anonymous, say) is kept.
+                    if self
+                        .tokens
+                        .get(&up.host, &scope)
+                        .is_some_and(|t| Some(bearer(t.expose())) == auth)
+                    {
+                        self.tokens.forget(&up.host, &scope);
+                    }
                     self.tokens.remember_challenge(&up.host, c);
                     continue;
                 }
@@ -163,6 +171,12 @@ impl UpstreamClient {
         };
         match challenge.scheme.as_str() {
             "bearer" => {
+                let gate = self.tokens.gate(&up.host, scope);
+                let _one_at_a_time = gate.lock().await;
+                // Whoever held the gate before may have fetched it.
+                if let Some(t) = self.tokens.get(&up.host, scope) {
+                    return Ok(Some(bearer(t.expose())));
+                }
                 let token = self.fetch_token(up, &challenge, scope).await?;
                 Ok(Some(bearer(&token)))
             }

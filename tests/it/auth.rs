@@ -563,6 +563,42 @@ fn private_pull_with_a_wrong_password_is_denied() {
     assert!(!p.log_text().contains(wrong), "password in the log");
 }
 
+/// Concurrent first requests for one repository make one token request: the first to need the
+/// token fetches it, the others wait for it. (Manifests by tag: blob requests are already
+/// serialised per digest by the shared fetch.)
+#[test]
+fn concurrent_first_requests_share_one_token_request() {
+    let up = token_upstream("127.0.0.1");
+    let (p, _conf) = start_proxy_args(
+        &up.registry.url(),
+        Creds::Env(READER_PASSWORD),
+        &[],
+        &["--no-cache"],
+    );
+    let url = format!("{}/v2/{PRIVATE}/manifests/v1", p.url());
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = http()
+                        .get(&url)
+                        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    assert_eq!(sha256(&r.bytes().unwrap()), up.image.manifest_digest);
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+    });
+    let reqs = up.issuer.requests();
+    let n = reqs.iter().filter(|r| r.scopes == [scope(PRIVATE)]).count();
+    assert_eq!(n, 1, "token requests for {PRIVATE}: {reqs:?}");
+}
+
 #[test]
 fn tokens_are_fetched_once_per_scope_and_reused() {
     let up = token_upstream("127.0.0.1");
