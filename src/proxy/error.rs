@@ -45,6 +45,8 @@ pub enum Error {
         host: String,
         status: u16,
         attempts: u32,
+        /// The upstream's `Retry-After` (a 503 in maintenance, say), passed on.
+        retry_after: Option<Duration>,
     },
     #[error("upstream {host} is rate-limiting this proxy (429)")]
     RateLimited {

@@ -653,6 +653,7 @@ impl PullThrough {
                 host,
                 status: status.as_u16(),
                 attempts,
+                retry_after,
             };
         }
         let idle = self.client.settings().idle_timeout();

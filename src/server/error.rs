@@ -63,6 +63,13 @@ impl ApiError {
                 Upstream,
             ),
             Error::Unreachable(_) => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream),
+            // An upstream that says it is unavailable (maintenance, overload) is passed on as
+            // such, with its Retry-After; other 5xx are a bad gateway.
+            Error::UpstreamFailed { status: 503, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                Upstream,
+            ),
             Error::UpstreamFailed { .. } => {
                 (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, Upstream)
             }
@@ -133,6 +140,10 @@ impl IntoResponse for ApiError {
                 }
             }
             Error::RateLimited {
+                retry_after: Some(d),
+                ..
+            }
+            | Error::UpstreamFailed {
                 retry_after: Some(d),
                 ..
             } => {

@@ -449,6 +449,36 @@ fn server_errors_are_retried_then_passed_on_as_502() {
     );
 }
 
+/// An upstream in maintenance (503 with a Retry-After longer than the proxy will wait) is passed
+/// on as 503 UNAVAILABLE with its Retry-After; another 5xx is a 502.
+#[test]
+fn an_unavailable_upstream_is_passed_on_with_its_retry_after() {
+    let fake = Fake::start();
+    let manifest = manifest_of_size(600);
+    fake.manifest("library/maint", "v1", OCI_MANIFEST, &manifest);
+    fake.manifest("library/broken", "v1", OCI_MANIFEST, &manifest);
+    fake.fault("/v2/library/maint/manifests/v1", Fault::unavailable("120"));
+    fake.fault("/v2/library/broken/manifests/v1", Fault::status_always(500));
+    let p = proxy(&fake, &format!("{FAST}\nmax_retry_after_seconds = 10"), "");
+    let c = http();
+    let (h, _) = oci_error(
+        c.get(format!("{}/v2/maint/manifests/v1", p.url()))
+            .send()
+            .unwrap(),
+        503,
+        "UNAVAILABLE",
+    );
+    assert_eq!(h["retry-after"].to_str().unwrap(), "120");
+    let (h, _) = oci_error(
+        c.get(format!("{}/v2/broken/manifests/v1", p.url()))
+            .send()
+            .unwrap(),
+        502,
+        "UNAVAILABLE",
+    );
+    assert!(h.get("retry-after").is_none());
+}
+
 #[test]
 fn rate_limits_are_honoured_then_passed_on_as_503_with_retry_after() {
     let fake = Fake::start();

@@ -74,6 +74,15 @@ impl Fault {
         }
     }
 
+    /// 503 with `Retry-After: retry_after` for every request (maintenance).
+    pub fn unavailable(retry_after: &str) -> Fault {
+        Fault::Status {
+            status: 503,
+            times: None,
+            retry_after: Some(retry_after.to_string()),
+        }
+    }
+
     /// 429 with `Retry-After: retry_after` for every request.
     pub fn rate_limited(retry_after: &str) -> Fault {
         Fault::Status {
