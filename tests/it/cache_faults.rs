@@ -522,6 +522,30 @@ fn a_read_only_cache_dir_serves_uncached() {
     assert!(files_under(&cache.join("blobs")).is_empty());
 }
 
+/// A cache directory that is read-only from the start (the cache cannot even be opened): the
+/// proxy starts anyway, says so, and serves every pull uncached.
+#[test]
+fn a_cache_dir_read_only_at_start_up_serves_uncached() {
+    let (registry, layout, img) = big_upstream();
+    let fs = Tmpfs::mount("size=64m");
+    fs.remount_read_only();
+    let (cache, p) = proxy_caching_in(&fs, &registry);
+    assert!(
+        !cache.exists(),
+        "the cache dir was created on a read-only mount"
+    );
+    assert_write_failure_reported(&p, "EROFS at start-up");
+    pull_big_whole(&p, layout.path(), &img, "first pull, no cache");
+    pull_big_whole(&p, layout.path(), &img, "second pull, no cache");
+    // Both pulls went upstream for the layer.
+    let layer_gets = registry
+        .proxy_requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&img.layer_digests[0]))
+        .count();
+    assert_eq!(layer_gets, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Single flight when a client leaves.
 
