@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod gates;
 pub mod inspect;
 pub mod metrics;
 pub mod oci;

@@ -114,6 +114,8 @@ pub struct PullThrough {
     cache: Option<Arc<Cache>>,
     fills: Arc<Fills>,
     fill_timeout: Duration,
+    /// One revalidation per tag at a time: concurrent pulls after the TTL send one `HEAD`.
+    tag_checks: crate::gates::Gates<String>,
 }
 
 /// Children of an index judged when the index is asked for (platform images, not attestations).
@@ -133,6 +135,7 @@ impl PullThrough {
             cache: None,
             fills: Arc::new(Fills::default()),
             fill_timeout: Duration::from_secs(3600),
+            tag_checks: crate::gates::Gates::default(),
         }
     }
 
@@ -528,16 +531,38 @@ impl PullThrough {
             Reference::Tag(tag) => tag,
         };
         let host = &route.upstream.host;
-        let known = cache
-            .manifests
-            .tag(host, &route.repo, tag)
-            .filter(|r| acceptable(accept, &r.media_type))
-            .and_then(|r| cache.manifests.get(&r.digest).map(|m| (r, m)));
-        if let Some((record, m)) = &known {
-            if record.fresh(cache.tag_ttl) {
+        let known = || {
+            cache
+                .manifests
+                .tag(host, &route.repo, tag)
+                .filter(|r| acceptable(accept, &r.media_type))
+                .and_then(|r| cache.manifests.get(&r.digest).map(|m| (r, m)))
+        };
+        let fresh = |known: &Option<(TagRecord, Manifest)>| match known {
+            Some((record, m)) if record.fresh(cache.tag_ttl) => {
                 metrics::MANIFEST_HITS.inc();
-                return Ok((cached_reply(record.digest.clone(), m.clone()), true));
+                Some(cached_reply(record.digest.clone(), m.clone()))
             }
+            _ => None,
+        };
+        let first = known();
+        if let Some(reply) = fresh(&first) {
+            return Ok((reply, true));
+        }
+        // Past the TTL: one request asks the upstream, the others wait and find its answer (a
+        // tag never seen is not gated: its concurrent first pulls each fetch it).
+        let gate = self
+            .tag_checks
+            .gate(format!("{host}/{}:{}", route.repo, tag.as_str()));
+        let _one_check = match first {
+            Some(_) => Some(gate.lock().await),
+            None => None,
+        };
+        let known = if first.is_some() { known() } else { None };
+        if let Some(reply) = fresh(&known) {
+            return Ok((reply, true));
+        }
+        if let Some((record, m)) = &known {
             match self.head_manifest(route, reference, accept).await {
                 Ok(Some(d)) if d == record.digest => {
                     let mut record = record.clone();

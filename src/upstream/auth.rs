@@ -2,8 +2,9 @@
 
 use super::route::Upstream;
 use crate::config::Secret;
+use crate::gates::{Gate, Gates};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -136,11 +137,8 @@ pub struct TokenCache {
     challenges: Mutex<HashMap<String, Challenge>>,
     /// One token request per (upstream, scope) at a time: concurrent first pulls of a repository
     /// wait for the one request rather than each asking the token service.
-    gates: Mutex<HashMap<(String, String), Gate>>,
+    gates: Gates<(String, String)>,
 }
-
-/// Held while a token for one (upstream, scope) is being fetched.
-pub type Gate = Arc<tokio::sync::Mutex<()>>;
 
 /// Tokens are dropped this long before their stated expiry, to allow for clock and transit time.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
@@ -173,13 +171,7 @@ impl TokenCache {
 
     /// The lock a token request for (upstream, scope) holds.
     pub fn gate(&self, upstream: &str, scope: &str) -> Gate {
-        let mut gates = self.gates.lock().unwrap();
-        // Gates nobody holds are dropped, so the map stays as small as the requests in flight.
-        gates.retain(|_, g| Arc::strong_count(g) > 1);
-        gates
-            .entry((upstream.to_string(), scope.to_string()))
-            .or_default()
-            .clone()
+        self.gates.gate((upstream.to_string(), scope.to_string()))
     }
 
     pub fn forget(&self, upstream: &str, scope: &str) {

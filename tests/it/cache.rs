@@ -834,3 +834,38 @@ fn ranges_and_heads_of_a_cached_blob_come_from_disk() {
     );
     assert!(metric(&p, "portcullis_cache_hits_total", &[("kind", "blob")]) >= 4.0);
 }
+
+/// Concurrent pulls of a tag past its TTL revalidate it once: one `HEAD` upstream, the other
+/// requests wait for it and are answered from the cache.
+#[test]
+fn concurrent_pulls_past_the_tag_ttl_revalidate_once() {
+    let upstream = Registry::start();
+    let source = push(&upstream, &random_image(73, &[10_000]), "acme/busy", "v1");
+    let cache = tempfile::tempdir().unwrap();
+    let p = proxy(&upstream, cache.path(), &["--tag-ttl", "2s"]);
+    let url = format!("{}{}", p.url(), manifest_path("acme/busy", "v1"));
+    let get = || {
+        let r = http()
+            .get(&url)
+            .header("Accept", MANIFEST_ACCEPT)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(sha256(&r.bytes().unwrap()), source.digest());
+    };
+    get();
+    settled(&upstream);
+    let heads = || upstream.manifest_requests("HEAD", "acme/busy", "v1");
+    let gets = || upstream.manifest_requests("GET", "acme/busy", "v1");
+    let (heads_before, gets_before) = (heads(), gets());
+    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::scope(|s| {
+        let pulls: Vec<_> = (0..8).map(|_| s.spawn(get)).collect();
+        for pull in pulls {
+            pull.join().unwrap();
+        }
+    });
+    settled(&upstream);
+    assert_eq!(heads() - heads_before, 1, "one revalidation for 8 pulls");
+    assert_eq!(gets(), gets_before, "the tag was not fetched again");
+}
