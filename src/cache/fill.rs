@@ -459,7 +459,7 @@ impl Task {
             let chunk = item
                 .map_err(|e| Veto(format!("upstream body failed after {received} bytes: {e}")))?;
             for check in &mut self.checks {
-                check.update(&chunk)?;
+                check.update_bytes(&chunk)?;
             }
             received += chunk.len() as u64;
             self.store_chunk(chunk);

@@ -81,13 +81,17 @@ impl Offloaded {
 
 impl BlobCheck for Offloaded {
     fn update(&mut self, chunk: &[u8]) -> Result<(), Veto> {
+        self.update_bytes(&Bytes::copy_from_slice(chunk))
+    }
+
+    fn update_bytes(&mut self, chunk: &Bytes) -> Result<(), Veto> {
         if let Some(veto) = self.early_veto() {
             return Err(veto);
         }
         let Some(tx) = &self.tx else {
             return Ok(());
         };
-        if tx.send(Msg::Chunk(Bytes::copy_from_slice(chunk))).is_err() {
+        if tx.send(Msg::Chunk(chunk.clone())).is_err() {
             // The thread stopped early: it vetoed (or died); report why.
             self.tx = None;
             return self.join().and(Err(Veto("the inspector stopped".into())));

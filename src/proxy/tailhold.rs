@@ -27,6 +27,11 @@ pub struct Veto(pub String);
 pub trait BlobCheck: Send {
     /// Sees the next chunk. An `Err` refuses the blob at once.
     fn update(&mut self, chunk: &[u8]) -> Result<(), Veto>;
+    /// The same, for a caller that holds the chunk as `Bytes`: a check that keeps chunks (hands
+    /// them to another thread) takes a reference instead of a copy.
+    fn update_bytes(&mut self, chunk: &Bytes) -> Result<(), Veto> {
+        self.update(chunk)
+    }
     /// Called once after the last byte. An `Err` refuses the blob: its held tail is never sent.
     fn finish(&mut self) -> Result<(), Veto>;
 }
@@ -176,7 +181,11 @@ where
             match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
-                    if let Err(veto) = this.checks.iter_mut().try_for_each(|c| c.update(&chunk)) {
+                    if let Err(veto) = this
+                        .checks
+                        .iter_mut()
+                        .try_for_each(|c| c.update_bytes(&chunk))
+                    {
                         return Poll::Ready(this.end(Err(veto)));
                     }
                     let out = this.clip(chunk.clone());
