@@ -394,6 +394,17 @@ fn start_proxy_args(
     (p, dir)
 }
 
+/// portcullis as the reader, without the cache: every request reaches the upstream, so each one
+/// needs its token.
+fn uncached_reader_proxy(up: &TokenUpstream) -> (Portcullis, tempfile::TempDir) {
+    start_proxy_args(
+        &up.registry.url(),
+        Creds::Env(READER_PASSWORD),
+        &[],
+        &["--no-cache"],
+    )
+}
+
 /// skopeo copies `repo:v1` from portcullis into an OCI layout.
 fn pull(p: &Portcullis, repo: &str) -> Result<tempfile::TempDir, String> {
     let dest = tempfile::tempdir().unwrap();
@@ -569,30 +580,16 @@ fn private_pull_with_a_wrong_password_is_denied() {
 #[test]
 fn concurrent_first_requests_share_one_token_request() {
     let up = token_upstream("127.0.0.1");
-    let (p, _conf) = start_proxy_args(
-        &up.registry.url(),
-        Creds::Env(READER_PASSWORD),
-        &[],
-        &["--no-cache"],
-    );
+    let (p, _conf) = uncached_reader_proxy(&up);
     let url = format!("{}/v2/{PRIVATE}/manifests/v1", p.url());
-    std::thread::scope(|s| {
-        let clients: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    let r = http()
-                        .get(&url)
-                        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-                        .send()
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
-                    assert_eq!(sha256(&r.bytes().unwrap()), up.image.manifest_digest);
-                })
-            })
-            .collect();
-        for c in clients {
-            c.join().unwrap();
-        }
+    concurrently(8, || {
+        let r = http()
+            .get(&url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(sha256(&r.bytes().unwrap()), up.image.manifest_digest);
     });
     let reqs = up.issuer.requests();
     let n = reqs.iter().filter(|r| r.scopes == [scope(PRIVATE)]).count();
@@ -602,13 +599,7 @@ fn concurrent_first_requests_share_one_token_request() {
 #[test]
 fn tokens_are_fetched_once_per_scope_and_reused() {
     let up = token_upstream("127.0.0.1");
-    // Without the cache every blob request reaches the upstream, so each one needs its token.
-    let (p, _conf) = start_proxy_args(
-        &up.registry.url(),
-        Creds::Env(READER_PASSWORD),
-        &[],
-        &["--no-cache"],
-    );
+    let (p, _conf) = uncached_reader_proxy(&up);
     for repo in [PUBLIC, PRIVATE, PUBLIC_OTHER] {
         for _ in 0..2 {
             let out = pull(&p, repo).unwrap_or_else(|e| panic!("pull {repo}: {e}"));

@@ -859,12 +859,7 @@ fn concurrent_pulls_past_the_tag_ttl_revalidate_once() {
     let gets = || upstream.manifest_requests("GET", "acme/busy", "v1");
     let (heads_before, gets_before) = (heads(), gets());
     std::thread::sleep(Duration::from_millis(2500));
-    std::thread::scope(|s| {
-        let pulls: Vec<_> = (0..8).map(|_| s.spawn(get)).collect();
-        for pull in pulls {
-            pull.join().unwrap();
-        }
-    });
+    concurrently(8, get);
     settled(&upstream);
     assert_eq!(heads() - heads_before, 1, "one revalidation for 8 pulls");
     assert_eq!(gets(), gets_before, "the tag was not fetched again");

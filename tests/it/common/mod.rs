@@ -275,6 +275,16 @@ impl Portcullis {
     }
 }
 
+/// Runs `f` on `n` threads at once and waits for all of them (a panic in one fails the test).
+pub fn concurrently(n: usize, f: impl Fn() + Sync) {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..n).map(|_| s.spawn(&f)).collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}
+
 /// Deterministic incompressible bytes.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
