@@ -239,20 +239,6 @@ fn assert_aborted(r: &RawResponse, len: usize, what: &str) {
     }
 }
 
-/// SIGTERM, then waits for a clean exit.
-fn stop(mut p: Portcullis) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &p.pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM {}", p.pid());
-    let status = wait_for("portcullis to exit", Duration::from_secs(15), || {
-        p.child().try_wait().unwrap()
-    });
-    assert!(status.success(), "{status:?}\n{}", p.log_text());
-}
-
 /// A config whose entrypoint runs a miner against a pool: blocked at its manifest.
 fn miner_image() -> Image {
     Image::new()
@@ -418,7 +404,7 @@ fn sigkill_mid_fill_leaves_no_partial_blob_and_a_working_store() {
         "<cache>/tmp/ after a whole pull"
     );
 
-    stop(p);
+    p.stop();
     let out = Command::new(PORTCULLIS)
         .args(["override", "list", "--data-dir"])
         .arg(&data)

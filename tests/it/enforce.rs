@@ -18,7 +18,7 @@
 //! - dockerd 20.10 (`registry-mirrors`): `unsupported media type
 //!   application/vnd.portcullis.blocked.<rule>+json`, and no fallback to Docker Hub.
 
-use crate::common::access_log::{self, Logged};
+use crate::common::access_log::Logged;
 use crate::common::containerd::{write_hosts_toml, Containerd};
 use crate::common::dockerd::Dockerd;
 use crate::common::image::Written;
@@ -244,87 +244,6 @@ impl Upstream {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(self.gets(path), n, "upstream GETs of {path}");
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// portcullis on a data dir the test owns, so it can be stopped and started again on it.
-
-struct Server {
-    addr: std::net::SocketAddr,
-    log: PathBuf,
-    proc_: Proc,
-}
-
-impl Server {
-    /// `portcullis serve --listen 127.0.0.1:0 --log-format json --data-dir <data> <args>`, logging
-    /// to `log` (truncated).
-    fn start(data: &Path, log: &Path, args: &[&str]) -> Server {
-        let out = std::fs::File::create(log).unwrap();
-        let child = Command::new(PORTCULLIS)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--data-dir",
-            ])
-            .arg(data)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut proc_ = Proc {
-            child,
-            name: "portcullis",
-        };
-        let addr = wait_for("portcullis to listen", Duration::from_secs(20), || {
-            if let Some(status) = proc_.child.try_wait().unwrap() {
-                panic!(
-                    "portcullis exited with {status}:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            std::fs::read_to_string(log).ok()?.lines().find_map(|line| {
-                let v: Value = serde_json::from_str(line).ok()?;
-                (v["message"] == "portcullis listening")
-                    .then(|| v["addr"].as_str()?.parse().ok())?
-            })
-        });
-        Server {
-            addr,
-            log: log.to_path_buf(),
-            proc_,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn requests(&self) -> Vec<Logged> {
-        access_log::parse(&self.log_text())
-    }
-
-    /// SIGTERM, and the process must exit cleanly (releasing the verdict store).
-    fn stop(mut self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.proc_.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM portcullis");
-        let status = wait_for("portcullis to exit", Duration::from_secs(20), || {
-            self.proc_.child.try_wait().unwrap()
-        });
-        assert!(status.success(), "portcullis exited with {status}");
     }
 }
 
@@ -907,7 +826,7 @@ fn overrides_allow_a_blocked_image_and_deny_a_clean_one() {
     let upstream = up.arg();
     let args = ["--upstream", upstream.as_str()];
 
-    let p = Server::start(&data, &dir.path().join("first.log"), &args);
+    let p = Portcullis::start_in(&data, &args);
     for repo in [BAD_CONFIG, BAD_LAYER] {
         skopeo_pull(&p.url(), repo).expect_err("a miner image was pulled");
     }
@@ -948,7 +867,7 @@ fn overrides_allow_a_blocked_image_and_deny_a_clean_one() {
     );
     assert!(out.contains("deny"), "{out}");
 
-    let p = Server::start(&data, &dir.path().join("second.log"), &args);
+    let p = Portcullis::start_in(&data, &args);
     let pulled = skopeo_pull(&p.url(), BAD_CONFIG)
         .unwrap_or_else(|e| panic!("the allowed image was refused: {e}\n{}", p.log_text()));
     assert_same_blobs(up.layout.path(), pulled.path(), &up.bad_config);
@@ -985,7 +904,7 @@ fn a_verdict_survives_a_restart() {
     let bad = up.miner_layer().to_string();
     let blob_path = format!("/v2/{BAD_LAYER}/blobs/{bad}");
 
-    let p = Server::start(&data, &dir.path().join("first.log"), &args);
+    let p = Portcullis::start_in(&data, &args);
     let err = skopeo_pull(&p.url(), BAD_LAYER).expect_err("skopeo pulled the miner image");
     eprintln!("skopeo, first pull of {BAD_LAYER}: {err}");
     // skopeo sees only a body that ended early.
@@ -1005,7 +924,7 @@ fn a_verdict_survives_a_restart() {
     p.stop();
     up.assert_gets(&blob_path, fetched);
 
-    let p = Server::start(&data, &dir.path().join("second.log"), &args);
+    let p = Portcullis::start_in(&data, &args);
     let b = fetch(p.addr, &blob_path, &[]);
     let message = b.assert_denied("the miner layer after a restart");
     assert!(message.contains("miner.xmrig-strings"), "{message}");

@@ -6,7 +6,6 @@ use crate::common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -908,15 +907,6 @@ fn bad_manifests_are_502_and_never_passed_on() {
 
 // 9. Graceful shutdown.
 
-fn sigterm(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM {pid}");
-}
-
 /// Waits for the process to exit; its status.
 fn exit_within(p: &mut Portcullis, timeout: Duration) -> std::process::ExitStatus {
     wait_for("portcullis to exit", timeout, || {
@@ -951,7 +941,7 @@ fn sigterm_lets_transfers_in_flight_finish_and_refuses_new_connections() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let term = Instant::now();
-    sigterm(p.pid());
+    p.sigterm();
     wait_for("the listener to close", Duration::from_secs(2), || {
         TcpStream::connect(addr).is_err().then_some(())
     });
@@ -991,7 +981,7 @@ fn shutdown_grace_expiry_cuts_what_is_still_in_flight() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let term = Instant::now();
-    sigterm(p.pid());
+    p.sigterm();
     let status = exit_within(&mut p, Duration::from_secs(5));
     let took = term.elapsed();
     assert!(status.success(), "{status:?}");

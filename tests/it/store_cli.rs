@@ -4,7 +4,6 @@
 use crate::common::*;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -197,7 +196,7 @@ fn bad_overrides_are_refused_with_the_reason() {
 
 #[test]
 fn the_cli_refuses_a_store_that_serve_holds() {
-    let mut p = Portcullis::start(&[]);
+    let p = Portcullis::start(&[]);
     let data = p.dir.path().join("data");
     assert!(
         p.log_text().contains("verdict store open"),
@@ -221,15 +220,7 @@ fn the_cli_refuses_a_store_that_serve_holds() {
     fails(&data, &["list"], "locked by another process");
 
     // Stopped (SIGTERM, the graceful path), the proxy lets go of the store.
-    let status = Command::new("kill")
-        .args(["-TERM", &p.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exited = wait_for("portcullis to exit", Duration::from_secs(20), || {
-        p.child().try_wait().unwrap()
-    });
-    assert!(exited.success(), "{}", p.log_text());
+    p.stop();
     ok(
         &data,
         &[

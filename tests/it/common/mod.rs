@@ -273,6 +273,29 @@ impl Portcullis {
     pub fn child(&mut self) -> &mut Child {
         &mut self.proc_.child
     }
+
+    /// Sends SIGTERM (the graceful path).
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM {}", self.pid());
+    }
+
+    /// SIGTERM, and the process must exit cleanly (releasing the verdict store) within 20 s.
+    pub fn stop(mut self) {
+        self.sigterm();
+        let status = wait_for("portcullis to exit", Duration::from_secs(20), || {
+            self.child().try_wait().unwrap()
+        });
+        assert!(
+            status.success(),
+            "portcullis exited with {status}\n{}",
+            self.log_text()
+        );
+    }
 }
 
 /// Runs `f` on `n` threads at once and waits for all of them (a panic in one fails the test).
