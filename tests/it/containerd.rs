@@ -6,61 +6,27 @@
 
 use crate::common::access_log::Logged;
 use crate::common::containerd::{write_hosts_toml, Containerd};
-use crate::common::image::{write_index, Written};
+use crate::common::image::{mixed_upstream, MixedUpstream, Written};
 use crate::common::*;
 use std::collections::BTreeMap;
 
 const DOCKER_HUB: &str = "https://registry-1.docker.io";
 
-/// Gzip layers (one of them 300 kB of noise), a zstd layer, an uncompressed layer, an empty one.
-fn mixed_image() -> Image {
-    Image::new()
-        .layer(
-            Layer::new(Compression::Gzip)
-                .file("etc/os-release", "ID=fixture\n")
-                .exec("bin/tool", "#!/bin/sh\necho tool\n"),
-        )
-        .layer(Layer::new(Compression::Gzip).random_file("opt/data.bin", 300_000, 7))
-        .layer(Layer::new(Compression::Zstd).file("usr/share/doc/readme", "zstd layer\n"))
-        .layer(Layer::new(Compression::None).file("srv/plain.txt", "uncompressed layer\n"))
-        .layer(Layer::new(Compression::Gzip))
-}
-
 /// The upstream with `library/mixed:v1`, `someuser/app:v1` (the same image) and `library/multi:v1`
 /// (an amd64 + arm64 index), portcullis in front of it, and a containerd of its own.
 struct Fixture {
-    layout: tempfile::TempDir,
     blobs: BTreeMap<String, Vec<u8>>,
-    mixed: Written,
-    index_digest: String,
-    /// amd64, arm64.
-    children: Vec<Written>,
     hosts: tempfile::TempDir,
     // Dropped in this order: containerd, then the proxy, then the upstream.
     ctrd: Containerd,
     proxy: Portcullis,
-    upstream: Registry,
+    up: MixedUpstream,
 }
 
 fn fixture() -> Fixture {
-    let upstream = Registry::start();
-    let layout = tempfile::tempdir().unwrap();
-    let mixed = mixed_image().write(layout.path(), Some("mixed"));
-    let (index_digest, children) = write_index(
-        layout.path(),
-        "multi",
-        &[
-            Image::new().layer(Layer::new(Compression::Gzip).file("arch", "amd64\n")),
-            Image::new()
-                .platform("linux", "arm64")
-                .layer(Layer::new(Compression::Gzip).file("arch", "arm64\n")),
-        ],
-    );
-    upstream.push(layout.path(), "mixed", "library/mixed", "v1");
-    upstream.push(layout.path(), "mixed", "someuser/app", "v1");
-    upstream.push(layout.path(), "multi", "library/multi", "v1");
-    let blobs = layout_blobs(layout.path());
-    let proxy = Portcullis::for_upstream(&upstream);
+    let up = mixed_upstream();
+    let blobs = layout_blobs(up.layout.path());
+    let proxy = Portcullis::for_upstream(&up.upstream);
     let hosts = tempfile::tempdir().unwrap();
     write_hosts_toml(
         hosts.path(),
@@ -70,15 +36,11 @@ fn fixture() -> Fixture {
     );
     let ctrd = Containerd::start();
     Fixture {
-        layout,
         blobs,
-        mixed,
-        index_digest,
-        children,
         hosts,
         ctrd,
         proxy,
-        upstream,
+        up,
     }
 }
 
@@ -136,7 +98,9 @@ impl Fixture {
 
     /// Pushes the mixed image into the docker.io upstream under another name as `v1`.
     fn push_mixed_to_docker_io(&self, repo: &str) {
-        self.upstream.push(self.layout.path(), "mixed", repo, "v1");
+        self.up
+            .upstream
+            .push(self.up.layout.path(), "mixed", repo, "v1");
     }
 }
 
@@ -158,7 +122,7 @@ fn ctr_pulls_official_image_through_the_mirror_byte_for_byte() {
     let f = fixture();
     let reference = "docker.io/library/mixed:v1";
     f.pull(reference, &[]);
-    f.assert_pulled(reference, &f.mixed);
+    f.assert_pulled(reference, &f.up.mixed);
     // Every pushed blob of the image, and nothing else, is in containerd's content store.
     let listed = f.ctrd.ctr(&["content", "ls", "-q"]).unwrap();
     let mut listed: Vec<&str> = listed
@@ -167,9 +131,9 @@ fn ctr_pulls_official_image_through_the_mirror_byte_for_byte() {
         .filter(|l| !l.is_empty())
         .collect();
     listed.sort_unstable();
-    let mut expected: Vec<&str> = [&f.mixed.manifest_digest, &f.mixed.config_digest]
+    let mut expected: Vec<&str> = [&f.up.mixed.manifest_digest, &f.up.mixed.config_digest]
         .into_iter()
-        .chain(&f.mixed.layer_digests)
+        .chain(&f.up.mixed.layer_digests)
         .map(String::as_str)
         .collect();
     expected.sort_unstable();
@@ -193,7 +157,7 @@ fn ctr_pulls_user_image_through_the_mirror_byte_for_byte() {
     let f = fixture();
     let reference = "docker.io/someuser/app:v1";
     f.pull(reference, &[]);
-    f.assert_pulled(reference, &f.mixed);
+    f.assert_pulled(reference, &f.up.mixed);
     // A user image keeps its name (no `library/`) and carries `ns` too.
     let reqs = f.requests();
     assert!(
@@ -206,7 +170,7 @@ fn ctr_pulls_user_image_through_the_mirror_byte_for_byte() {
     // HEAD on the tag, GET on the manifest, the config and each layer.
     assert_eq!(
         reqs.len(),
-        3 + f.mixed.layer_digests.len(),
+        3 + f.up.mixed.layer_digests.len(),
         "{}",
         lines(&reqs)
     );
@@ -264,11 +228,11 @@ fn ctr_resolves_with_head_and_every_request_carries_ns() {
         .collect();
     gets.sort_unstable();
     let mut expected = vec![
-        format!("{base}/manifests/{}", f.mixed.manifest_digest),
-        format!("{base}/blobs/{}", f.mixed.config_digest),
+        format!("{base}/manifests/{}", f.up.mixed.manifest_digest),
+        format!("{base}/blobs/{}", f.up.mixed.config_digest),
     ];
     expected.extend(
-        f.mixed
+        f.up.mixed
             .layer_digests
             .iter()
             .map(|d| format!("{base}/blobs/{d}")),
@@ -297,15 +261,15 @@ fn ctr_gets_each_platform_its_child_of_the_index() {
         let what = format!("pull with --platform {platform:?}");
         assert_eq!(
             ctrd.image_digest(reference).as_deref(),
-            Some(f.index_digest.as_str()),
+            Some(f.up.index_digest.as_str()),
             "{what}"
         );
         assert_eq!(
-            sha256(&ctrd.content(&f.index_digest).unwrap()),
-            f.index_digest,
+            sha256(&ctrd.content(&f.up.index_digest).unwrap()),
+            f.up.index_digest,
             "{what}"
         );
-        for (arch, child) in arches.iter().zip(&f.children) {
+        for (arch, child) in arches.iter().zip(&f.up.children) {
             let got = ctrd.content(&child.manifest_digest);
             let layer = ctrd.content(&child.layer_digests[0]);
             if *arch == want {
@@ -342,7 +306,7 @@ fn ctr_gets_each_platform_its_child_of_the_index() {
     }
     // The proxy served each child's manifest and layer once per pull that wanted that child.
     let reqs = f.requests();
-    for (arch, child) in arches.iter().zip(&f.children) {
+    for (arch, child) in arches.iter().zip(&f.up.children) {
         let wanted = pulls.iter().filter(|(_, want)| want == arch).count();
         for path in [
             format!("manifests/{}", child.manifest_digest),
@@ -387,7 +351,7 @@ fn ctr_pulls_with_the_proxy_as_server_and_only_host() {
     if let Err(e) = f.ctrd.pull(hosts.path(), reference, &[]) {
         panic!("{e}\nportcullis log:\n{}", f.proxy.log_text());
     }
-    f.assert_pulled(reference, &f.mixed);
+    f.assert_pulled(reference, &f.up.mixed);
     let reqs = f.requests();
     assert!(
         reqs.iter().any(|r| r.method == "HEAD"
@@ -445,7 +409,7 @@ fn server_only_hosts_toml_pitfall_of_containerd_1_6() {
             assert_eq!(f.requests(), vec![], "the proxy was asked after all");
         }
         Ok(_) => {
-            f.assert_pulled("docker.io/library/mixed:v1", &f.mixed);
+            f.assert_pulled("docker.io/library/mixed:v1", &f.up.mixed);
             assert!(f.requests().iter().all(|r| r.query == "ns=docker.io"));
         }
     }
@@ -466,7 +430,7 @@ fn ns_picks_the_upstream_for_the_same_path() {
     f.push_mixed_to_docker_io("someorg/app");
     let proxy = Portcullis::start(&[
         "--upstream",
-        &format!("docker.io={}", f.upstream.url()),
+        &format!("docker.io={}", f.up.upstream.url()),
         "--upstream",
         &format!("ghcr.io={}", ghcr.url()),
     ]);
@@ -482,7 +446,7 @@ fn ns_picks_the_upstream_for_the_same_path() {
     }
     for (reference, ns, want) in [
         ("ghcr.io/someorg/app:v1", "ghcr.io", &other),
-        ("docker.io/someorg/app:v1", "docker.io", &f.mixed),
+        ("docker.io/someorg/app:v1", "docker.io", &f.up.mixed),
     ] {
         let before = proxy.requests().len();
         if let Err(e) = f.ctrd.pull(hosts.path(), reference, &[]) {

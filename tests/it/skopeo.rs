@@ -1,55 +1,7 @@
 //! skopeo pulls fixture images through portcullis and gets them byte for byte.
 
-use crate::common::image::write_index;
+use crate::common::image::mixed_upstream as fixture;
 use crate::common::*;
-
-/// A multi-layer image: gzip layers, a zstd layer, an uncompressed layer and an empty layer.
-fn mixed_image() -> Image {
-    Image::new()
-        .layer(
-            Layer::new(Compression::Gzip)
-                .file("etc/os-release", "ID=fixture\n")
-                .exec("bin/tool", "#!/bin/sh\necho tool\n"),
-        )
-        .layer(Layer::new(Compression::Gzip).random_file("opt/data.bin", 300_000, 1))
-        .layer(Layer::new(Compression::Zstd).file("usr/share/doc/readme", "zstd layer\n"))
-        .layer(Layer::new(Compression::None).file("srv/plain.txt", "uncompressed layer\n"))
-        .layer(Layer::new(Compression::Gzip))
-}
-
-struct Fixture {
-    upstream: Registry,
-    layout: tempfile::TempDir,
-    mixed: image::Written,
-    index_digest: String,
-    children: Vec<image::Written>,
-}
-
-fn fixture() -> Fixture {
-    let upstream = Registry::start();
-    let layout = tempfile::tempdir().unwrap();
-    let mixed = mixed_image().write(layout.path(), Some("mixed"));
-    let (index_digest, children) = write_index(
-        layout.path(),
-        "multi",
-        &[
-            Image::new().layer(Layer::new(Compression::Gzip).file("arch", "amd64\n")),
-            Image::new()
-                .platform("linux", "arm64")
-                .layer(Layer::new(Compression::Gzip).file("arch", "arm64\n")),
-        ],
-    );
-    upstream.push(layout.path(), "mixed", "library/mixed", "v1");
-    upstream.push(layout.path(), "mixed", "someuser/app", "v1");
-    upstream.push(layout.path(), "multi", "library/multi", "v1");
-    Fixture {
-        upstream,
-        layout,
-        mixed,
-        index_digest,
-        children,
-    }
-}
 
 fn pull(src: &str, extra: &[&str]) -> Result<tempfile::TempDir, String> {
     let dest = tempfile::tempdir().unwrap();

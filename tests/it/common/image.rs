@@ -286,3 +286,55 @@ fn add_to_index(layout: &Path, desc: Value) {
     index["manifests"].as_array_mut().unwrap().push(desc);
     std::fs::write(path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
+
+/// A multi-layer image: gzip layers (one of them 300 kB of noise), a zstd layer, an uncompressed
+/// layer and an empty one.
+pub fn mixed_image() -> Image {
+    Image::new()
+        .layer(
+            Layer::new(Compression::Gzip)
+                .file("etc/os-release", "ID=fixture\n")
+                .exec("bin/tool", "#!/bin/sh\necho tool\n"),
+        )
+        .layer(Layer::new(Compression::Gzip).random_file("opt/data.bin", 300_000, 1))
+        .layer(Layer::new(Compression::Zstd).file("usr/share/doc/readme", "zstd layer\n"))
+        .layer(Layer::new(Compression::None).file("srv/plain.txt", "uncompressed layer\n"))
+        .layer(Layer::new(Compression::Gzip))
+}
+
+/// An upstream registry holding the mixed image as `library/mixed:v1` and `someuser/app:v1`, and
+/// an amd64 + arm64 index as `library/multi:v1`; the OCI layout they were pushed from.
+pub struct MixedUpstream {
+    pub upstream: super::Registry,
+    pub layout: tempfile::TempDir,
+    pub mixed: Written,
+    pub index_digest: String,
+    /// amd64, arm64.
+    pub children: Vec<Written>,
+}
+
+pub fn mixed_upstream() -> MixedUpstream {
+    let upstream = super::Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let mixed = mixed_image().write(layout.path(), Some("mixed"));
+    let (index_digest, children) = write_index(
+        layout.path(),
+        "multi",
+        &[
+            Image::new().layer(Layer::new(Compression::Gzip).file("arch", "amd64\n")),
+            Image::new()
+                .platform("linux", "arm64")
+                .layer(Layer::new(Compression::Gzip).file("arch", "arm64\n")),
+        ],
+    );
+    upstream.push(layout.path(), "mixed", "library/mixed", "v1");
+    upstream.push(layout.path(), "mixed", "someuser/app", "v1");
+    upstream.push(layout.path(), "multi", "library/multi", "v1");
+    MixedUpstream {
+        upstream,
+        layout,
+        mixed,
+        index_digest,
+        children,
+    }
+}
