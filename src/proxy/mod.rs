@@ -484,10 +484,7 @@ impl PullThrough {
             }
             Some(check) => {
                 let checks = vec![offloaded(&req.digest, check)?];
-                let w = window.map_or(Window::ALL, |(start, end)| Window {
-                    start,
-                    end: end + 1,
-                });
+                let w = Window::of(window);
                 let cache = self.cache.clone();
                 let guard = self.guard.clone();
                 let digest = req.digest.clone();
@@ -812,10 +809,7 @@ impl Registry for PullThrough {
             }
             _ => None,
         };
-        let w = window.map_or(Window::ALL, |(start, end)| Window {
-            start,
-            end: end + 1,
-        });
+        let w = Window::of(window);
         // The fill's outcome releases the held tail. A client that joined another's fill is
         // checked again under its own repository once the blob's verdict is known.
         let mut checks = vec![fill.outcome()];

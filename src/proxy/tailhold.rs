@@ -102,6 +102,14 @@ impl Window {
         start: 0,
         end: u64::MAX,
     };
+
+    /// The window of a resolved range (`first..=last`), or the whole blob.
+    pub fn of(range: Option<(u64, u64)>) -> Window {
+        range.map_or(Window::ALL, |(start, last)| Window {
+            start,
+            end: last + 1,
+        })
+    }
 }
 
 /// Called once with the outcome when the stream ends (not when it is dropped early).
