@@ -14,6 +14,7 @@
 mod analyze;
 pub use analyze::LayerRules;
 mod elf;
+mod search;
 mod tar;
 mod xmrig;
 

@@ -1,14 +1,14 @@
-//! Per-file analysis: the tar parser's sink. Every regular file's content runs through the
-//! content automaton (carrying `max_literal_len - 1` bytes across slice boundaries, so a literal
-//! split between two slices is found exactly once); a bounded prefix of the file is kept for the
+//! Per-file analysis: the tar parser's sink. Every regular file's content is searched for the
+//! literals of its class ([`super::search`], which finds a literal split between two slices); a
+//! bounded prefix of the file is kept for the
 //! analyzers that need bytes (ELF header and entropy, shebang, regexes, XMRig JSON). When a file
 //! ends, its hits are judged against the rules and turned into findings.
 
+use super::search::{Literals, Stream};
 use super::tar::{Entry, Kind, TarSink};
 use super::{elf, xmrig, Limits};
 use crate::inspect::rules::{Hit, Matcher, Rule, RuleSet, Scope};
 use crate::inspect::{cut, wallet, Category, Evidence, Finding, Place};
-use aho_corasick::{packed, Span};
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -106,11 +106,9 @@ pub struct LayerRules {
     upx_rule: Option<usize>,
     upx_tampered: Option<usize>,
     packed: Option<usize>,
-    /// Per file [`Class`]: a SIMD (Teddy) searcher over the content literals that class needs,
-    /// lowercased and deduplicated, run on lowercased bytes: it finds where a literal may start,
-    /// and the exact automaton confirms. `None` where Teddy is not available (or too many
-    /// literals): the automaton scans alone, for every literal.
-    fast: [Option<packed::Searcher>; 4],
+    /// Per file [`Class`]: the content literals that class needs, compiled for the streaming
+    /// search; `None` when it needs none.
+    search: [Option<Literals>; 4],
     /// For each rule, the [`Class`]es (bits) whose files are searched for its literals and
     /// regexes; hits of other rules are not recorded, so which files record which hits never
     /// depends on where chunk boundaries fall.
@@ -171,32 +169,21 @@ impl LayerRules {
                 None => 0,
             })
             .collect();
-        let fast = [Class::Plain, Class::Elf, Class::Script, Class::PathRule].map(|class| {
-            let mut literals: Vec<Vec<u8>> = set
-                .rules
-                .iter()
-                .zip(&scanned_in)
-                .filter(|(_, mask)| *mask & class.bit() != 0)
-                .flat_map(|(r, _)| {
-                    r.literals
-                        .iter()
-                        .map(|l| l.bytes().map(fold).collect::<Vec<u8>>())
-                })
-                .collect();
-            literals.sort_unstable();
-            literals.dedup();
-            let mut config = packed::Config::new();
-            config
-                .match_kind(packed::MatchKind::LeftmostFirst)
-                .heuristic_pattern_limits(false);
-            if literals.is_empty() {
-                None
-            } else {
-                config.builder().extend(&literals).build()
-            }
+        let search = [Class::Plain, Class::Elf, Class::Script, Class::PathRule].map(|class| {
+            let wanted = set.rules.iter().enumerate().zip(&scanned_in);
+            Literals::new(
+                wanted
+                    .filter(|(_, mask)| *mask & class.bit() != 0)
+                    .flat_map(|((r, rule), _)| {
+                        rule.literals
+                            .iter()
+                            .enumerate()
+                            .map(move |(p, l)| (l.as_str(), r, p))
+                    }),
+            )
         });
         LayerRules {
-            fast,
+            search,
             scanned_in,
             traversal: find(Role::PathTraversal),
             bomb: find(Role::Bomb),
@@ -213,6 +200,16 @@ impl LayerRules {
         }
     }
 
+    /// Per file class: (distinct literals, anchors Teddy searches for).
+    #[cfg(test)]
+    fn search_sizes(&self) -> Vec<(usize, Option<usize>)> {
+        self.search
+            .iter()
+            .flatten()
+            .map(|l| (l.len(), l.anchor_count()))
+            .collect()
+    }
+
     fn content(&self) -> &Matcher {
         self.set.matcher(Scope::Content)
     }
@@ -227,13 +224,8 @@ struct FileHit {
     text: String,
 }
 
-/// The hits of the current file and the overlap carried between its slices.
+/// The distinct (rule, pattern) hits of the current file.
 struct Hits {
-    overlap: usize,
-    tail: Vec<u8>,
-    joint: Vec<u8>,
-    /// The current piece, ASCII-lowercased, for the fast searcher.
-    folded: Vec<u8>,
     seen: Vec<u64>,
     list: Vec<FileHit>,
 }
@@ -242,7 +234,6 @@ impl Hits {
     fn reset(&mut self) {
         self.list.clear();
         self.seen.fill(0);
-        self.tail.clear();
     }
 
     fn record(&mut self, rules: &LayerRules, class: Class, hit: Hit, offset: u64, text: &[u8]) {
@@ -262,116 +253,6 @@ impl Hits {
             text: cut(&String::from_utf8_lossy(text)),
         });
     }
-
-    /// Scans the next `slice` of the file, which starts at file offset `at`.
-    fn scan(&mut self, rules: &LayerRules, class: Class, slice: &[u8], at: u64) {
-        let matcher = rules.content();
-        if self.overlap == 0 || slice.is_empty() {
-            return;
-        }
-        if !self.tail.is_empty() {
-            // Only matches that start in the tail and end in this slice: the rest are found by
-            // the scan of the slice (or were found by the previous one).
-            let mut joint = std::mem::take(&mut self.joint);
-            joint.clear();
-            joint.extend_from_slice(&self.tail);
-            joint.extend_from_slice(&slice[..slice.len().min(self.overlap)]);
-            let t = self.tail.len();
-            let joint_at = at - t as u64;
-            // The fast searcher rules most joints out at a fraction of the automaton's cost.
-            let mut folded = std::mem::take(&mut self.folded);
-            folded.clear();
-            folded.extend(joint.iter().map(|&b| fold(b)));
-            let maybe = rules.fast[class as usize]
-                .as_ref()
-                .is_none_or(|fast| fast.find(&folded).is_some());
-            self.folded = folded;
-            if maybe {
-                matcher.literal_hits(&joint, |h| {
-                    if h.start < t && h.end > t {
-                        let text = &joint[h.start..h.end];
-                        self.record(rules, class, h, joint_at + h.start as u64, text);
-                    }
-                });
-            }
-            self.joint = joint;
-        }
-        match &rules.fast[class as usize] {
-            Some(fast) => {
-                for (i, piece) in slice.chunks(PIECE).enumerate() {
-                    self.scan_fast(rules, class, fast, piece, at + (i * PIECE) as u64);
-                }
-            }
-            None => matcher.literal_hits(slice, |h| {
-                self.record(rules, class, h, at + h.start as u64, &slice[h.start..h.end])
-            }),
-        }
-        if slice.len() >= self.overlap {
-            self.tail.clear();
-            self.tail
-                .extend_from_slice(&slice[slice.len() - self.overlap..]);
-        } else {
-            self.tail.extend_from_slice(slice);
-            let excess = self.tail.len().saturating_sub(self.overlap);
-            self.tail.drain(..excess);
-        }
-    }
-}
-
-/// Bytes lowercased at a time (bounds the scratch buffer whatever the caller's chunk size).
-const PIECE: usize = 64 << 10;
-
-impl Hits {
-    /// Literal hits that start and end inside `piece` (hits across its edges are the boundary
-    /// scan's). The fast searcher finds the leftmost place a literal starts, `[s, e)`; no literal
-    /// starts before `s`, so the exact automaton over `[s, e + L - 1)` reports every hit that
-    /// starts in `[s, e)`, overlapping ones included; the search resumes at `e`.
-    fn scan_fast(
-        &mut self,
-        rules: &LayerRules,
-        class: Class,
-        fast: &packed::Searcher,
-        piece: &[u8],
-        at: u64,
-    ) {
-        let matcher = rules.content();
-        let mut folded = std::mem::take(&mut self.folded);
-        folded.resize(piece.len(), 0);
-        // A plain zip over two slices: the compiler vectorises it.
-        for (l, &b) in folded.iter_mut().zip(piece) {
-            *l = fold(b);
-        }
-        let mut pos = 0;
-        while pos < piece.len() {
-            let Some(m) = fast.find_in(&folded, Span::from(pos..piece.len())) else {
-                break;
-            };
-            let (s, e) = (m.start(), m.end());
-            let region = &piece[s..(e + self.overlap).min(piece.len())];
-            matcher.literal_hits(region, |h| {
-                if s + h.start < e {
-                    self.record(
-                        rules,
-                        class,
-                        h,
-                        at + (s + h.start) as u64,
-                        &region[h.start..h.end],
-                    );
-                }
-            });
-            pos = e;
-        }
-        self.folded = folded;
-    }
-}
-
-/// ASCII lowercase, then each byte's low nibble XORed into its high nibble: a bijection on
-/// lowercased bytes, so a literal matches case-insensitively exactly where its folded form matches
-/// the folded text. Lowercase letters all have high nibble 6 or 7, which blinds Teddy's nibble
-/// fingerprints on text; after the XOR the high nibbles spread over all sixteen values.
-fn fold(b: u8) -> u8 {
-    let l = b | (u8::from(b.wrapping_sub(b'A') < 26) << 5);
-    l ^ (l << 4)
 }
 
 /// The regular file being read.
@@ -400,6 +281,8 @@ pub(crate) struct Analyzer {
     layer: Option<String>,
     file: Option<FileState>,
     head: Vec<u8>,
+    /// The content search through the current file.
+    stream: Stream,
     hits: Hits,
     pub findings: Vec<Finding>,
     /// Findings left out because the cap was reached (lowest scores go first).
@@ -414,17 +297,13 @@ pub(crate) struct Analyzer {
 
 impl Analyzer {
     pub fn new(rules: Arc<LayerRules>, limits: Limits, layer: Option<String>) -> Analyzer {
-        let overlap = rules.content().max_literal_len.saturating_sub(1);
         let words = rules.patterns.div_ceil(64).max(1);
         Analyzer {
             hits: Hits {
-                overlap: overlap.max(usize::from(rules.content().max_literal_len > 0)),
-                tail: Vec::with_capacity(overlap),
-                joint: Vec::with_capacity(2 * overlap),
-                folded: Vec::new(),
                 seen: vec![0; words],
                 list: Vec::new(),
             },
+            stream: Stream::default(),
             rules,
             limits,
             layer,
@@ -447,6 +326,29 @@ impl Analyzer {
     /// Running total, as [`super::LayerReport::score`] computes it.
     pub fn score(&self) -> f64 {
         super::score(&self.findings)
+    }
+
+    /// Searches the next slice of the current file (`None`: the head, kept whole so far) for the
+    /// literals its class needs.
+    fn scan(&mut self, class: Class, at: u64, slice: Option<&[u8]>) {
+        let Some(lits) = &self.rules.search[class as usize] else {
+            return;
+        };
+        let (rules, hits) = (&self.rules, &mut self.hits);
+        self.stream.scan(
+            lits,
+            slice.unwrap_or(&self.head),
+            at,
+            |rule, pattern, offset, text| {
+                let hit = Hit {
+                    rule,
+                    pattern,
+                    start: 0,
+                    end: text.len(),
+                };
+                hits.record(rules, class, hit, offset, text);
+            },
+        );
     }
 
     /// A file left open when the stream stopped: judge what was seen of it.
@@ -545,7 +447,7 @@ impl Analyzer {
             self.limits.prefix
         };
         if f.scan {
-            self.hits.scan(&self.rules, class, &self.head, 0);
+            self.scan(class, 0, None);
         }
     }
 
@@ -661,6 +563,7 @@ impl Analyzer {
             }
         }
         self.hits.reset();
+        self.stream.reset();
         self.head.clear();
     }
 
@@ -783,7 +686,8 @@ impl TarSink for Analyzer {
             self.head.extend_from_slice(&chunk[..take]);
         }
         if f.scan {
-            self.hits.scan(&self.rules, f.class, chunk, at);
+            let class = f.class;
+            self.scan(class, at, Some(chunk));
         }
     }
 
@@ -871,6 +775,24 @@ fn compressed(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_file_class_searches_for_far_fewer_anchors_than_literals() {
+        let rules = LayerRules::new(Arc::new(RuleSet::builtin().unwrap()));
+        let sizes = rules.search_sizes();
+        assert_eq!(sizes.len(), 4, "every class has literals: {sizes:?}");
+        // Plain files, ELF files and scripts, which are nearly every byte of a layer. (Files at
+        // a path rule's paths are searched for every literal, with Teddy too.)
+        for &(literals, anchors) in &sizes[..3] {
+            let anchors = anchors.expect("Teddy on x86_64");
+            // Fat Teddy has sixteen buckets: at most four anchors in each.
+            assert!(
+                anchors <= 64 && anchors * 3 < literals * 2,
+                "{anchors} anchors for {literals} literals"
+            );
+        }
+        assert!(sizes[3].1.is_some(), "{sizes:?}");
+    }
 
     #[test]
     fn docs_places_follow_the_research_list() {
