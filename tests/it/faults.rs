@@ -366,12 +366,17 @@ fn wrong_blob_bytes_fail_the_pull_and_never_arrive_whole() {
         &format!("/v2/bad/blobs/{layer}"),
         Duration::from_secs(30),
     );
-    assert_eq!(r.content_length, Some(wrong.len()));
-    assert_cut_short(&r, "wrong bytes");
-    assert!(
-        wrong.starts_with(&r.body),
-        "what was sent is a prefix of the upstream's bytes"
-    );
+    if r.status == 502 {
+        // The whole blob arrived and was hashed before the answer started: a plain error.
+        assert!(String::from_utf8_lossy(&r.body).contains("hash to"));
+    } else {
+        assert_eq!(r.content_length, Some(wrong.len()));
+        assert_cut_short(&r, "wrong bytes");
+        assert!(
+            wrong.starts_with(&r.body),
+            "what was sent is a prefix of the upstream's bytes"
+        );
+    }
     // A range inside the blob waits for the whole blob's verdict too: not even the range arrives.
     // The range is one held chunk, so the verdict is in before anything could be sent: the answer
     // is a plain 502 naming the wrong digest rather than a cut-off 206.
