@@ -115,6 +115,8 @@ impl Literals {
                 teddy,
                 covers: assign(&folded_anchors, &literals),
             },
+            // The rule set's own matcher compiled as many literals of the same lengths already,
+            // so this build does not fail in practice.
             None => Finder::Automaton(
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
