@@ -13,6 +13,7 @@
 
 mod analyze;
 pub use analyze::LayerRules;
+mod buckets;
 mod elf;
 mod search;
 mod tar;

@@ -794,6 +794,130 @@ mod tests {
         assert!(sizes[3].1.is_some(), "{sizes:?}");
     }
 
+    /// Text like a layer's: source-code words and lines, and machine-code-like bytes.
+    fn layer_like_text(len: usize) -> Vec<u8> {
+        const WORDS: &[&str] = &[
+            "static",
+            "return",
+            "if (",
+            "else",
+            "for",
+            "int",
+            "char *",
+            "const",
+            "struct",
+            "void",
+            "NULL",
+            "size_t",
+            "self.",
+            "def ",
+            "import ",
+            "function",
+            "var ",
+            "let ",
+            "error",
+            "buffer",
+            "length",
+            "index",
+            "count",
+            "value",
+            "result",
+            "string",
+            "path",
+            "name",
+            "open",
+            "read",
+            "write",
+            "close",
+            "alloc",
+            "free",
+            "lock",
+            "queue",
+            "node",
+            "0x",
+            "printf(\"%s\\n\", ",
+            "/* ",
+            " */",
+            "// ",
+            "# ",
+            "\n    ",
+            "();",
+            " = ",
+            ", ",
+            "_",
+        ];
+        const OPS: &[u8] = &[
+            0x48, 0x89, 0x8b, 0xe8, 0xff, 0x0f, 0x85, 0xc3, 0x41, 0x83, 0x45,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::with_capacity(len + 64);
+        while out.len() < len {
+            if next() % 2 == 0 {
+                for _ in 0..200 {
+                    out.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize].as_bytes());
+                }
+            } else {
+                for _ in 0..1000 {
+                    out.push(match next() % 10 {
+                        0..=3 => 0,
+                        4..=8 => OPS[(next() % OPS.len() as u64) as usize],
+                        _ => next() as u8,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn anchors_are_spread_over_teddy_buckets_so_that_few_places_are_candidates() {
+        use super::super::buckets::{arrange, candidates, mask_len, teddy_buckets, Model};
+        use super::super::search::fold;
+        let rules = LayerRules::new(Arc::new(RuleSet::builtin().unwrap()));
+        let text: Vec<u8> = layer_like_text(1 << 20).iter().map(|&b| fold(b)).collect();
+        let model = Model::new(fold);
+        for lits in rules.search.iter().flatten() {
+            // The order before arranging: by length, then bytes.
+            let mut plain = lits.anchors().expect("Teddy on x86_64").to_vec();
+            plain.sort_by(|a, b| a.len().cmp(&b.len()).then(a.cmp(b)));
+            let mask = mask_len(&plain);
+            for buckets in [8, 16] {
+                let arranged = arrange(plain.clone(), buckets, fold);
+                let mut same = arranged.clone();
+                same.sort_by(|a, b| a.len().cmp(&b.len()).then(a.cmp(b)));
+                assert_eq!(same, plain, "the same anchors");
+                assert_eq!(
+                    arranged,
+                    arrange(plain.clone(), buckets, fold),
+                    "deterministic"
+                );
+                let expected = |order: &[Vec<u8>]| -> f64 {
+                    teddy_buckets(order, buckets)
+                        .iter()
+                        .map(|g| model.cost(g.iter().map(|&a| order[a].as_slice()), mask))
+                        .sum()
+                };
+                let (before, after) = (expected(&plain), expected(&arranged));
+                let (places, compared) = candidates(&plain, buckets, &text);
+                let (places_now, compared_now) = candidates(&arranged, buckets, &text);
+                eprintln!(
+                    "{} anchors, {buckets} buckets: model {before:.2e} -> {after:.2e}; \
+                     per MB of sample text {places} -> {places_now} candidate places, \
+                     {compared} -> {compared_now} comparisons",
+                    plain.len()
+                );
+                assert!(after * 3.0 < before, "{before} -> {after}");
+                assert!(compared_now * 2 < compared, "{compared} -> {compared_now}");
+            }
+        }
+    }
+
     #[test]
     fn docs_places_follow_the_research_list() {
         for p in [

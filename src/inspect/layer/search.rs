@@ -9,11 +9,13 @@
 //! that no anchor sits inside a word found everywhere (`read`, `file`). Teddy finds anchors; each
 //! anchor hit is checked against the literals that anchor stands for. The built-in pack's ~100
 //! literals per file class come down to about 50 anchors; layer inspection went from 0.78× to
-//! about 0.85× of plain inflate (`cargo bench --bench layer`).
+//! about 0.85× of plain inflate (`cargo bench --bench layer`), and to about 0.88× once the
+//! anchors were spread over Teddy's buckets by [`arrange`].
 //!
 //! Teddy reads a [`fold`]ed copy of each piece, and each file keeps the last `longest literal - 1`
 //! bytes of what it has seen, so a literal split between two slices is found, and found once.
 
+use super::buckets::arrange;
 use aho_corasick::{packed, AhoCorasick, AhoCorasickBuilder, MatchKind, Span};
 use std::collections::BTreeMap;
 
@@ -28,9 +30,19 @@ const PIECE: usize = 16 << 10;
 /// after the XOR the high nibbles spread over all sixteen values. Where folded bytes match, the
 /// file's own bytes are then compared with the literal, ignoring ASCII case only. Three vector
 /// operations per 16 bytes: the fold runs once over every byte of every file.
-fn fold(b: u8) -> u8 {
+pub(super) fn fold(b: u8) -> u8 {
     let l = b | 0x20;
     l ^ (l << 4)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    std::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2() -> bool {
+    false
 }
 
 /// One distinct literal, and the rule patterns that gave it.
@@ -49,6 +61,8 @@ enum Finder {
     Anchors {
         teddy: packed::Searcher,
         covers: Vec<Vec<(usize, usize)>>,
+        #[cfg(test)]
+        anchors: Vec<Vec<u8>>,
     },
     /// Where Teddy is unavailable (no SIMD, or too many anchors): an automaton over the folded
     /// literals.
@@ -101,6 +115,14 @@ impl Literals {
                 .map(|a| a.into_iter().map(fold).collect())
                 .collect(),
         );
+        // Teddy takes its fat form (16 buckets) for more than 32 patterns where AVX2 is there, as
+        // aho-corasick decides; its slim form (8) otherwise.
+        let buckets = if folded_anchors.len() > 32 && avx2() {
+            16
+        } else {
+            8
+        };
+        let folded_anchors = arrange(folded_anchors, buckets, fold);
         let teddy = teddy
             .then(|| {
                 let mut config = packed::Config::new();
@@ -114,6 +136,8 @@ impl Literals {
             Some(teddy) => Finder::Anchors {
                 teddy,
                 covers: assign(&folded_anchors, &literals),
+                #[cfg(test)]
+                anchors: folded_anchors.clone(),
             },
             // The rule set's own matcher compiled as many literals of the same lengths already,
             // so this build does not fail in practice.
@@ -142,6 +166,15 @@ impl Literals {
     pub fn anchor_count(&self) -> Option<usize> {
         match &self.finder {
             Finder::Anchors { covers, .. } => Some(covers.len()),
+            Finder::Automaton(_) => None,
+        }
+    }
+
+    /// The folded anchors, in the order Teddy was given them.
+    #[cfg(test)]
+    pub fn anchors(&self) -> Option<&[Vec<u8>]> {
+        match &self.finder {
+            Finder::Anchors { anchors, .. } => Some(anchors),
             Finder::Automaton(_) => None,
         }
     }
@@ -334,7 +367,7 @@ impl Stream {
             }
         };
         match &lits.finder {
-            Finder::Anchors { teddy, covers } => {
+            Finder::Anchors { teddy, covers, .. } => {
                 let mut pos = 0;
                 while let Some(m) = teddy.find_in(buf, Span::from(pos..buf.len())) {
                     let s = m.start();

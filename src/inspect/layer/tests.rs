@@ -14,6 +14,15 @@ fn rules() -> Arc<RuleSet> {
         .clone()
 }
 
+/// The rules compiled for layers once, as the proxy does (compiling them takes a while in a
+/// debug build, and some tests inspect hundreds of layers).
+fn layer_rules() -> Arc<LayerRules> {
+    static RULES: OnceLock<Arc<LayerRules>> = OnceLock::new();
+    RULES
+        .get_or_init(|| Arc::new(LayerRules::new(rules())))
+        .clone()
+}
+
 /// A tiny deterministic generator (xorshift64*), for noise and fuzz cases.
 struct Rng(u64);
 
@@ -102,7 +111,12 @@ fn inspect_with(
     limits: Limits,
     chunk: usize,
 ) -> LayerReport {
-    let mut i = LayerInspector::new(rules(), compression, limits, Some("sha256:test".into()));
+    let mut i = LayerInspector::with_layer_rules(
+        layer_rules(),
+        compression,
+        limits,
+        Some("sha256:test".into()),
+    );
     for c in bytes.chunks(chunk.max(1)) {
         i.update(c);
     }
