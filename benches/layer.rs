@@ -1,15 +1,18 @@
-//! Layer inspection against plain inflate of the same gzip layer (the performance budget in
+//! Layer inspection against plain inflate of the same gzip layers (the performance budget in
 //! ../shared/DESIGN.md: inspection keeps up with decompression, one core per layer).
 //!
-//! Builds ~200 MB (uncompressed) of realistic layer content — ELF-like binaries with string
-//! tables, source and config text, already-compressed media, small JSON/YAML — as a gzip layer,
-//! then times, median of 5 runs each, in 64 KiB chunks as the network delivers them:
+//! Builds ~220 MB (uncompressed) of realistic layer content — ELF-like binaries with string
+//! tables, source and config text, already-compressed media, small JSON — as ten gzip layers of
+//! ~22 MB, then, for each run and each layer, times in 64 KiB chunks as the network delivers them:
 //!   (a) plain inflate: flate2's push decoder into a sink;
-//!   (b) the full LayerInspector (inflate + tar + content automaton + per-file analyzers).
-//! Prints MB/s (uncompressed bytes per second) and the ratio inspect/inflate.
+//!   (b) the full LayerInspector (inflate + tar + content search + per-file analyzers).
+//! The two of a layer run back to back, in alternating order. Prints MB/s (uncompressed bytes
+//! per second) and the ratio inspect/inflate: the median over all (layer, run) pairs, the best
+//! run, and the medians of the runs' totals.
 //!
-//! `cargo bench --bench layer` (`LAYER_MB=50` for a smaller layer, `LAYER_RUNS=3` for fewer runs,
-//! `LAYER_ONLY=inspect` or `inflate` to time one side alone, e.g. under `perf record`).
+//! `cargo bench --bench layer` (`LAYER_MB=50` for less content, `LAYER_SPLIT=50` for larger
+//! layers, `LAYER_RUNS=3` for fewer runs, `LAYER_ONLY=inspect` or `inflate` to time one side
+//! alone, e.g. under `perf record`; `LAYER_SAVE=path` writes the first layer).
 
 use flate2::write::MultiGzDecoder;
 use portcullis::inspect::layer::{Compression, LayerInspector, LayerRules, Limits};
