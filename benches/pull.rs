@@ -147,12 +147,29 @@ fn cpu_seconds(pid: u32) -> f64 {
     f.iter().sum::<f64>() / ticks
 }
 
-/// A timed pull and the CPU the serving processes (`servers`) spent on it.
-fn pull_measured(from: &str, servers: &[u32]) -> (Duration, f64) {
+/// CPU seconds the whole machine has been busy so far (every process and the kernel), from
+/// `/proc/stat`: user, nice, system, irq, softirq and steal.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or_default();
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy / 100.0 // USER_HZ
+}
+
+/// A timed pull, the CPU the serving processes (`servers`) spent on it, and the CPU the whole
+/// machine spent meanwhile (skopeo included).
+fn pull_measured(from: &str, servers: &[u32]) -> (Duration, f64, f64) {
     let before: f64 = servers.iter().map(|p| cpu_seconds(*p)).sum();
+    let busy = machine_busy_seconds();
     let t = pull(from);
+    let busy = machine_busy_seconds() - busy;
     let after: f64 = servers.iter().map(|p| cpu_seconds(*p)).sum();
-    (t, after - before)
+    (t, after - before, busy)
 }
 
 fn median_f(v: &mut [f64]) -> f64 {
@@ -221,6 +238,7 @@ fn main() {
     ];
     let mut times: [Vec<Duration>; 7] = Default::default();
     let mut cpu: [Vec<f64>; 7] = Default::default();
+    let mut machine: [Vec<f64>; 7] = Default::default();
     let mut cold_rss: f64 = 0.0;
     let up = upstream.pid();
     for round in 0..rounds {
@@ -231,7 +249,7 @@ fn main() {
         }
         for which in order {
             // Each column's CPU is that of every server process the pull went through.
-            let (t, c) = match which {
+            let (t, c, busy) = match which {
                 0 => pull_measured(&direct_addr, &[up]),
                 1 => pull_measured(&plain_addr, &[up, plain.pid()]),
                 2 => {
@@ -250,6 +268,7 @@ fn main() {
                 _ => pull_measured(&dist_warm_addr, &[up, dist_warm.pid()]),
             };
             cpu[which].push(c);
+            machine[which].push(busy);
             times[which].push(t);
         }
         let line: Vec<String> = (0..COLUMNS.len())
@@ -276,6 +295,25 @@ fn main() {
     println!("{:<34} {:>10} {:>10}", "path", "cpu s", "× direct");
     for (name, c) in COLUMNS.iter().zip(&cpu) {
         println!("{:<34} {:>10.2} {:>10.3}", name, c, c / cpu[0]);
+    }
+    // How busy the machine was: a pull whose whole-machine CPU, spread over every core, comes
+    // near its wall time is bound by CPU, and can only get faster by spending less of it.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!();
+    println!("whole machine during the pull (skopeo, registries, kernel), median:");
+    println!(
+        "{:<34} {:>10} {:>10} {:>10}",
+        "path", "busy cpu s", "× direct", "busy/wall"
+    );
+    let machine: Vec<f64> = machine.iter_mut().map(|c| median_f(c)).collect();
+    for ((name, c), m) in COLUMNS.iter().zip(&machine).zip(&medians) {
+        println!(
+            "{:<34} {:>10.2} {:>10.3} {:>9.0}%",
+            name,
+            c,
+            c / machine[0],
+            100.0 * c / (cores * m.as_secs_f64())
+        );
     }
     println!(
         "portcullis peak RSS: {:.1} MB inspecting, {:.1} MB without, {:.1} MB warm, its filling pull included (4 layers of ~{} MB streamed at once)",
