@@ -49,9 +49,12 @@ fn texty(size: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Builds (once, cached under target/) an OCI layout with 4 gzip layers of about `mb` MB in all.
-fn fixture(mb: usize) -> std::path::PathBuf {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-fixtures/pull-{mb}mb"));
+fn fixture(mb: usize, compression: Compression) -> std::path::PathBuf {
+    let name = match compression {
+        Compression::GzipCommand => format!("pull-{mb}mb-gzip"),
+        _ => format!("pull-{mb}mb"),
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-fixtures/{name}"));
     if dir.join("index.json").exists() {
         return dir;
     }
@@ -61,7 +64,7 @@ fn fixture(mb: usize) -> std::path::PathBuf {
     let mut image = Image::new();
     for i in 0..4u64 {
         // Mostly incompressible data plus text: each compressed layer is about `per_layer` bytes.
-        let mut layer = Layer::new(Compression::Gzip).random_file(
+        let mut layer = Layer::new(compression).random_file(
             &format!("opt/blob{i}.bin"),
             per_layer * 3 / 4,
             i + 1,
@@ -119,7 +122,7 @@ fn pull_concurrently(from: &str, repo: &str, n: usize) -> Duration {
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
 /// Peak resident set (VmHWM) of a process, in MB.
@@ -174,7 +177,7 @@ fn pull_measured(from: &str, servers: &[u32]) -> (Duration, f64, f64) {
 
 fn median_f(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
 /// distribution in proxy mode with empty storage (a cold cache), in front of `upstream`.
@@ -186,7 +189,16 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     let mb = env_usize("BENCH_MB", 512);
     let rounds = env_usize("BENCH_ROUNDS", 5).max(1);
-    let layout = fixture(mb);
+    // Layers gzipped as real images are (`gzip -6`, which stores incompressible stretches as the
+    // Go encoder of docker and buildkit does); `BENCH_ENCODER=flate2` for flate2's fast level,
+    // which Huffman-codes them (the fixture of earlier figures, slower to inflate).
+    let encoder = std::env::var("BENCH_ENCODER").unwrap_or_default();
+    let compression = if encoder == "flate2" {
+        Compression::Gzip
+    } else {
+        Compression::GzipCommand
+    };
+    let layout = fixture(mb, compression);
     let upstream = Registry::start();
     upstream.push(&layout, "v1", "library/bench", "v1");
     let upstream_arg = format!("docker.io={}", upstream.url());
@@ -236,6 +248,11 @@ fn main() {
         "distribution proxy (cold)",
         "distribution proxy (warm)",
     ];
+    // `BENCH_COLUMNS=0,2` pulls only those paths (e.g. under `perf record -a`); the others print 0.
+    let columns: Vec<usize> = std::env::var("BENCH_COLUMNS").map_or_else(
+        |_| (0..COLUMNS.len()).collect(),
+        |v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect(),
+    );
     let mut times: [Vec<Duration>; 7] = Default::default();
     let mut cpu: [Vec<f64>; 7] = Default::default();
     let mut machine: [Vec<f64>; 7] = Default::default();
@@ -243,7 +260,7 @@ fn main() {
     let up = upstream.pid();
     for round in 0..rounds {
         // Alternate the order so drift on the machine hits every column alike.
-        let mut order: Vec<usize> = (0..COLUMNS.len()).collect();
+        let mut order: Vec<usize> = (0..COLUMNS.len()).filter(|c| columns.contains(c)).collect();
         if round % 2 == 1 {
             order.reverse();
         }
@@ -272,14 +289,21 @@ fn main() {
             times[which].push(t);
         }
         let line: Vec<String> = (0..COLUMNS.len())
-            .map(|i| format!("{} {:?}", COLUMNS[i], times[i][round]))
+            .filter_map(|i| Some(format!("{} {:?}", COLUMNS[i], times[i].get(round)?)))
             .collect();
         eprintln!("round {}: {}", round + 1, line.join(", "));
     }
     let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
     let direct = medians[0].as_secs_f64();
     println!();
-    println!("pull benchmark: {mb} MB, 4 gzip layers, {rounds} rounds, skopeo, loopback");
+    println!(
+        "pull benchmark: {mb} MB, 4 gzip layers ({}), {rounds} rounds, skopeo, loopback",
+        if encoder == "flate2" {
+            "flate2 fast"
+        } else {
+            "gzip -6"
+        }
+    );
     println!("{:<34} {:>10} {:>10}", "path", "median s", "× direct");
     for (name, m) in COLUMNS.iter().zip(&medians) {
         println!(
@@ -336,13 +360,13 @@ fn main() {
     );
     drop((inspecting, plain, warm, dist_warm));
 
-    concurrent(&upstream);
+    concurrent(&upstream, compression);
 }
 
 /// `BENCH_CONCURRENT` (0: skip) skopeo pulls at once of a `BENCH_CONCURRENT_MB` image, through a fresh
 /// portcullis each round (cold: no verdicts, empty cache, one upstream fetch per blob shared by
 /// all) and directly from the upstream, alternating which goes first.
-fn concurrent(upstream: &Registry) {
+fn concurrent(upstream: &Registry, compression: Compression) {
     let n = env_usize("BENCH_CONCURRENT", 20);
     let mb = env_usize("BENCH_CONCURRENT_MB", 64);
     let rounds = env_usize("BENCH_CONCURRENT_ROUNDS", 3).max(1);
@@ -350,7 +374,7 @@ fn concurrent(upstream: &Registry) {
         return;
     }
     let repo = "library/bench-concurrent";
-    upstream.push(&fixture(mb), "v1", repo, "v1");
+    upstream.push(&fixture(mb, compression), "v1", repo, "v1");
     let direct_addr = upstream.addr.to_string();
     pull_repo(&direct_addr, repo);
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
