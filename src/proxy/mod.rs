@@ -489,7 +489,9 @@ impl PullThrough {
                 let guard = self.guard.clone();
                 let digest = req.digest.clone();
                 let whole = file_stream(cached, 0, size);
-                Box::pin(TailHold::new(Box::pin(whole), checks, w).on_end(Box::new(
+                // The inspector's backpressure and the wait for its verdict block: the checked
+                // stream runs on a blocking-pool thread, never on an async worker.
+                off_runtime(TailHold::new(Box::pin(whole), checks, w).on_end(Box::new(
                     move |outcome| {
                         if outcome.is_err() && guard.is_some_and(|g| g.judged_malicious(&digest)) {
                             if let Some(c) = cache {
@@ -1037,6 +1039,30 @@ fn file_stream(
     })
 }
 
+/// Polls `body` on a blocking-pool thread and hands its items over through a small channel: for
+/// bodies whose checks may block the thread that polls them. When the client goes away, the
+/// channel closes and the thread drops the body.
+fn off_runtime(
+    body: impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static,
+) -> BlobBody {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            let mut body = std::pin::pin!(body);
+            while let Some(item) = body.next().await {
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
+    }))
+}
+
 /// Runs a layer's inspection on its own thread, so the blob streams while it is judged.
 fn offloaded(digest: &Digest, check: Box<dyn BlobCheck>) -> Result<Box<dyn BlobCheck>> {
     let name = format!("inspect-{}", &digest.hex()[..12.min(digest.hex().len())]);
@@ -1134,6 +1160,43 @@ async fn read_capped(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body whose polling blocks its thread (as an inspector that lags does) leaves the async
+    /// workers free: on a runtime with a single worker, a timer still fires while it blocks.
+    #[test]
+    fn a_blocking_body_does_not_hold_up_the_async_workers() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let slow = futures_util::stream::iter(0..3).map(|i| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok::<_, std::io::Error>(Bytes::from(vec![i as u8]))
+            });
+            let body = tokio::spawn(off_runtime(slow).collect::<Vec<_>>());
+            // Another task on the same worker, as every other request would be.
+            let started = std::time::Instant::now();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                started.elapsed()
+            });
+            // Polled on the worker itself, the body would hold it for 900 ms.
+            let waited = timer.await.unwrap();
+            assert!(
+                waited < Duration::from_millis(600),
+                "the worker was blocked for {waited:?}"
+            );
+            let got: Vec<u8> = body
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|b| b.unwrap()[0])
+                .collect();
+            assert_eq!(got, vec![0, 1, 2]);
+        });
+    }
 
     #[test]
     fn link_queries_keep_only_pagination() {

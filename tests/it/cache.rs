@@ -864,3 +864,94 @@ fn concurrent_pulls_past_the_tag_ttl_revalidate_once() {
     assert_eq!(heads() - heads_before, 1, "one revalidation for 8 pulls");
     assert_eq!(gets(), gets_before, "the tag was not fetched again");
 }
+
+/// A cached layer without a verdict under the current rules (here: cached by a proxy with
+/// inspection off; in production, a lost verdict store or a rule change) is judged again as it is
+/// read from disk, not fetched again. A clean one is served whole. A malicious one is never
+/// received whole, is deleted from the cache, and is refused (403) from then on.
+#[test]
+fn a_cached_layer_without_a_verdict_is_judged_again_as_it_is_read() {
+    let upstream = Registry::start();
+    let image = Image::new()
+        .layer(
+            Layer::new(Compression::Gzip)
+                .random_file("opt/data/blob.bin", 2_000_000, 41)
+                .exec("opt/.cache/helper", corpus::xmrig_elf(41)),
+        )
+        .layer(Layer::new(Compression::Gzip).random_file("app/data.bin", 300_000, 42));
+    let source = push(&upstream, &image, "library/tool", "v1");
+    let (bad, clean) = (
+        source.written.layer_digests[0].clone(),
+        source.written.layer_digests[1].clone(),
+    );
+    let blobs = layout_blobs(source.layout.path());
+    let cache = tempfile::tempdir().unwrap();
+
+    // Cached while inspection was off: no verdict anywhere.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("off.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[inspect]\nenabled = false\n[upstreams.\"docker.io\"]\nurl = \"{}\"\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let off = Portcullis::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ]);
+    pull(&off, &format!("docker://{}/library/tool:v1", off.addr));
+    wait_cached(cache.path(), &source, &bad);
+    wait_cached(cache.path(), &source, &clean);
+    drop(off);
+
+    // The same cache under a proxy that inspects, with an empty verdict store.
+    let on = proxy(&upstream, cache.path(), &[]);
+    let asked_before = settled(&upstream).len();
+    let url = |digest: &str| format!("{}{}", on.url(), blob_path("library/tool", digest));
+
+    let r = http().get(url(&clean)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.bytes().unwrap() == blobs[&clean],
+        "the clean cached layer, whole"
+    );
+
+    let size = blobs[&bad].len();
+    match http().get(url(&bad)).send() {
+        // Cut short: the verdict came while the tail was held.
+        Ok(r) if r.status() == 200 => {
+            let got = r.bytes().map_or(0, |b| b.len());
+            assert!(
+                got < size,
+                "the malicious layer arrived whole ({got} bytes)"
+            );
+        }
+        Ok(r) => panic!("unexpected {}", r.status()),
+        Err(_) => {}
+    }
+    let path = cache.path().join("blobs/sha256").join(&bad[7..]);
+    wait_for(
+        "the malicious layer to leave the cache",
+        Duration::from_secs(10),
+        || (!path.exists()).then_some(()),
+    );
+    let again = http().get(url(&bad)).send().unwrap();
+    assert_eq!(again.status(), 403, "{}", on.log_text());
+    let body = again.text().unwrap();
+    assert!(body.contains("DENIED") && body.contains("miner."), "{body}");
+
+    // Both were read from disk: the upstream was not asked for either.
+    let asked: Vec<Request> = settled(&upstream).split_off(asked_before);
+    for digest in [&bad, &clean] {
+        let path = blob_path("library/tool", digest);
+        assert!(
+            !asked.iter().any(|r| r.path == path && r.method == "GET"),
+            "{digest} was fetched again: {asked:?}"
+        );
+    }
+}
