@@ -741,15 +741,13 @@ fn is_docs(path: &str) -> bool {
     {
         return true;
     }
-    let dirs: Vec<&str> = path.split('/').collect();
-    let dirs = &dirs[..dirs.len().saturating_sub(1)];
-    if dirs.iter().any(|d| *d == "tests" || *d == "test") {
+    // The directories, without the file name (every file is asked: no allocation).
+    let dirs = || path.rsplit_once('/').map_or("", |(d, _)| d).split('/');
+    if dirs().any(|d| d == "tests" || d == "test") {
         return true;
     }
     has_ext(path, &["yml", "yaml"])
-        && dirs
-            .iter()
-            .any(|d| matches!(*d, "rules" | "sigma" | "falco" | "yara" | "signatures"))
+        && dirs().any(|d| matches!(d, "rules" | "sigma" | "falco" | "yara" | "signatures"))
 }
 
 /// Already-compressed formats: literal rules cannot match inside them, so they are not scanned.
