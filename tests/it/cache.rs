@@ -888,22 +888,8 @@ fn a_cached_layer_without_a_verdict_is_judged_again_as_it_is_read() {
     let cache = tempfile::tempdir().unwrap();
 
     // Cached while inspection was off: no verdict anywhere.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("off.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[inspect]\nenabled = false\n[upstreams.\"docker.io\"]\nurl = \"{}\"\n",
-            upstream.url()
-        ),
-    )
-    .unwrap();
-    let off = Portcullis::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--cache-dir",
-        cache.path().to_str().unwrap(),
-    ]);
+    let off =
+        Portcullis::inspection_off(&upstream, &["--cache-dir", cache.path().to_str().unwrap()]);
     pull(&off, &format!("docker://{}/library/tool:v1", off.addr));
     wait_cached(cache.path(), &source, &bad);
     wait_cached(cache.path(), &source, &clean);

@@ -138,17 +138,7 @@ fn inspection_can_be_switched_off() {
     let url = |p: &Portcullis| format!("{}/v2/libary/nginx/manifests/v1", p.url());
     let on = Portcullis::for_upstream(&upstream);
     assert_eq!(http().get(url(&on)).send().unwrap().status(), 403);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("off.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[inspect]\nenabled = false\n[upstreams.\"docker.io\"]\nurl = \"{}\"\n",
-            upstream.url()
-        ),
-    )
-    .unwrap();
-    let off = Portcullis::start(&["--config", config.to_str().unwrap()]);
+    let off = Portcullis::inspection_off(&upstream, &[]);
     assert_eq!(http().get(url(&off)).send().unwrap().status(), 404);
     assert!(off.log_text().contains("inspection is off"));
 }

@@ -187,6 +187,25 @@ impl Portcullis {
         Portcullis::spawn(dir, data, args, env)
     }
 
+    /// Starts portcullis with `docker.io` at `upstream` and `[inspect] enabled = false` (a config
+    /// file: there is no flag for it), plus `args`.
+    pub fn inspection_off(upstream: &Registry, args: &[&str]) -> Portcullis {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("inspection-off.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[inspect]\nenabled = false\n[upstreams.\"docker.io\"]\nurl = \"{}\"\n",
+                upstream.url()
+            ),
+        )
+        .unwrap();
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let data = dir.path().join("data");
+        Portcullis::spawn(dir, data, &all, &[])
+    }
+
     /// Starts portcullis on the data dir `data`, which outlives it: a second `start_in` on the
     /// same dir is a restart (verdict store, cache and all). Its log is a fresh file of its own.
     pub fn start_in(data: &Path, args: &[&str]) -> Portcullis {
