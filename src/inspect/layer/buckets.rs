@@ -139,6 +139,12 @@ pub(super) fn mask_len(anchors: &[Vec<u8>]) -> usize {
     anchors.iter().map(Vec::len).min().unwrap_or(0).min(MASK)
 }
 
+/// What aho-corasick groups anchors by: the low nibbles of their first `mask` bytes (anchors
+/// that share them always land in one bucket).
+fn low_nibbles(anchor: &[u8], mask: usize) -> Vec<u8> {
+    anchor[..mask].iter().map(|b| b & 15).collect()
+}
+
 /// Orders `anchors` (as Teddy will read them, after `fold`) for a Teddy of `buckets` buckets so
 /// that few places in ordinary files are candidates: a local search that swaps anchors between
 /// buckets while the [`Model`]'s expected comparisons per byte go down. Deterministic.
@@ -153,7 +159,7 @@ pub(super) fn arrange(anchors: Vec<Vec<u8>>, buckets: usize, fold: fn(u8) -> u8)
     let mut units: Vec<Vec<usize>> = Vec::new();
     let mut unit_of_key: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
     for (i, a) in anchors.iter().enumerate() {
-        let key: Vec<u8> = a[..mask].iter().map(|b| b & 15).collect();
+        let key = low_nibbles(a, mask);
         match unit_of_key.get(&key) {
             Some(&u) => units[u].push(i),
             None => {
@@ -247,7 +253,7 @@ pub(super) fn teddy_buckets(anchors: &[Vec<u8>], buckets: usize) -> Vec<Vec<usiz
     let mut first: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
     let mut out = vec![Vec::new(); buckets];
     for (i, a) in anchors.iter().enumerate() {
-        let key: Vec<u8> = a[..mask].iter().map(|b| b & 15).collect();
+        let key = low_nibbles(a, mask);
         let b = *first.entry(key).or_insert(buckets - 1 - i % buckets);
         out[b].push(i);
     }
