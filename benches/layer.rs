@@ -439,6 +439,8 @@ fn main() {
         return;
     }
     // Per run, the totals over all layers; per layer and run, the (inflate, inspect) pair.
+    type Timed = (Duration, Option<Duration>);
+    let add = |s: Timed, t: Timed| (s.0 + t.0, s.1.zip(t.1).map(|(a, b)| a + b));
     let (mut a, mut b, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
         let (mut ta, mut tb) = (
@@ -457,8 +459,8 @@ fn main() {
             };
             let cpu = |r: (Duration, Option<Duration>)| r.1.unwrap_or(r.0).as_secs_f64();
             pairs.push(cpu(x) / cpu(y));
-            ta = (ta.0 + x.0, ta.1.zip(x.1).map(|(s, t)| s + t));
-            tb = (tb.0 + y.0, tb.1.zip(y.1).map(|(s, t)| s + t));
+            ta = add(ta, x);
+            tb = add(tb, y);
         }
         a.push(ta);
         b.push(tb);
