@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod gates;
 pub mod inspect;
+pub mod judge;
 pub mod metrics;
 pub mod oci;
 pub mod policy;
@@ -14,6 +15,7 @@ pub mod proxy;
 pub mod scan;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -109,7 +111,9 @@ pub fn app(
             engine = inspect::rules::ENGINE_VERSION,
             "inspection rules loaded"
         );
-        registry = registry.with_guard(guard);
+        let inspectors = stream::offload::Pool::new(config.inspect.workers())
+            .map_err(|e| anyhow::anyhow!("cannot start the inspector threads: {e}"))?;
+        registry = registry.with_guard(guard, inspectors);
     } else {
         tracing::warn!(
             "inspection is off ([inspect] enabled = false): images are passed on unjudged"

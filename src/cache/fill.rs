@@ -12,12 +12,12 @@
 //! in memory for the readers it has, paced by the slowest, and takes no new ones; with no reader
 //! left and nothing to cache, it stops.
 //!
-//! [`TailHold`]: crate::proxy::TailHold
+//! [`TailHold`]: crate::stream::TailHold
 
 use super::blobs::{BlobStore, TempBlob};
 use crate::metrics;
 use crate::oci::Digest;
-use crate::proxy::{BlobCheck, Veto};
+use crate::stream::{BlobCheck, Veto};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
@@ -166,6 +166,9 @@ struct State {
     mem_start: u64,
     mem_len: u64,
     disk_ok: bool,
+    /// Set when a check refused the blob mid-stream: every reader stops at once, while the fill
+    /// reads on so the verdict is made from the whole blob once its digest checked out.
+    cut: Option<Veto>,
     end: Option<Result<u64, Veto>>,
     /// Each reader's position, so memory is only dropped once every reader is past it.
     readers: HashMap<u64, u64>,
@@ -208,6 +211,8 @@ pub struct FillSpec {
     pub store: Option<Arc<BlobStore>>,
     /// Asked after every check passed: whether the blob may be kept (not judged malicious).
     pub keep: Box<dyn FnOnce() -> bool + Send>,
+    /// Called once the fill has ended, with its outcome (after the verdict was stored).
+    pub on_end: Option<crate::stream::OnEnd>,
     pub timeout: Duration,
 }
 
@@ -219,7 +224,7 @@ impl Fill {
     /// Whether a new reader can still get every byte from the start (from the temp file).
     fn joinable(&self) -> bool {
         let s = self.lock();
-        s.disk_ok && !matches!(s.end, Some(Err(_)))
+        s.disk_ok && s.cut.is_none() && !matches!(s.end, Some(Err(_)))
     }
 
     /// Starts the fill the lead was for; returns it with a first reader (the leader's client).
@@ -243,6 +248,7 @@ impl Fill {
                 mem_start: 0,
                 mem_len: 0,
                 disk_ok: temp.is_some(),
+                cut: None,
                 end: None,
                 readers: HashMap::new(),
                 next_reader: 0,
@@ -273,7 +279,7 @@ impl Fill {
         // async workers that serve every other request. The body is still read asynchronously.
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            runtime.block_on(task.run(spec.body, spec.keep, spec.timeout))
+            runtime.block_on(task.run(spec.body, spec.keep, spec.timeout, spec.on_end))
         });
         (fill, reader)
     }
@@ -295,6 +301,20 @@ impl Fill {
     /// The outcome as a check: passes once the fill passed every check, fails with its veto.
     pub fn outcome(self: &Arc<Self>) -> Box<dyn BlobCheck> {
         Box::new(Outcome(self.clone()))
+    }
+
+    /// Waits for the fill's end. Past a cut, readers stop at once but the verdict comes only
+    /// when the fill has read and checked the whole blob.
+    pub async fn settled(self: &Arc<Self>) -> Result<u64, Veto> {
+        let mut progress = self.progress.subscribe();
+        loop {
+            if let Some(end) = self.lock().end.clone() {
+                return end;
+            }
+            if progress.changed().await.is_err() {
+                return Err(Veto::failed("the upstream fetch ended without an outcome"));
+            }
+        }
     }
 
     fn bump(&self) {
@@ -332,7 +352,7 @@ impl Reader {
             self.progress.borrow_and_update();
             let next = {
                 let s = self.fill.lock();
-                if matches!(s.end, Some(Err(_))) {
+                if s.cut.is_some() || matches!(s.end, Some(Err(_))) {
                     Next::End
                 } else if self.pos < s.mem_start && self.pos < s.on_disk {
                     Next::Disk(self.pos, (s.on_disk - self.pos).min(READ_CHUNK))
@@ -381,7 +401,7 @@ impl Reader {
         }
     }
 
-    /// The reader as a stream (for [`TailHold`](crate::proxy::TailHold)).
+    /// The reader as a stream (for [`TailHold`](crate::stream::TailHold)).
     pub fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send {
         futures_util::stream::unfold(self, |mut r| async move {
             let item = r.next().await?;
@@ -394,17 +414,19 @@ struct Outcome(Arc<Fill>);
 
 impl BlobCheck for Outcome {
     fn update(&mut self, _: &[u8]) -> Result<(), Veto> {
-        match &self.0.lock().end {
-            Some(Err(v)) => Err(v.clone()),
+        let s = self.0.lock();
+        match (&s.cut, &s.end) {
+            (Some(v), _) | (None, Some(Err(v))) => Err(v.clone()),
             _ => Ok(()),
         }
     }
 
     fn finish(&mut self) -> Result<(), Veto> {
-        match &self.0.lock().end {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(v)) => Err(v.clone()),
-            None => Err(Veto("the upstream fetch ended without an outcome".into())),
+        let s = self.0.lock();
+        match (&s.cut, &s.end) {
+            (Some(v), _) | (None, Some(Err(v))) => Err(v.clone()),
+            (None, Some(Ok(_))) => Ok(()),
+            (None, None) => Err(Veto::failed("the upstream fetch ended without an outcome")),
         }
     }
 }
@@ -420,11 +442,17 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, body: Body, keep: Box<dyn FnOnce() -> bool + Send>, timeout: Duration) {
+    async fn run(
+        mut self,
+        body: Body,
+        keep: Box<dyn FnOnce() -> bool + Send>,
+        timeout: Duration,
+        on_end: Option<crate::stream::OnEnd>,
+    ) {
         metrics::UPSTREAM_BLOB_FETCHES.inc();
         let outcome = match tokio::time::timeout(timeout, self.pump(body)).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(Veto(format!(
+            Err(_) => Err(Veto::failed(format!(
                 "the upstream fetch took longer than {}",
                 humantime::format_duration(timeout)
             ))),
@@ -451,27 +479,63 @@ impl Task {
             }
         }
         self.fills.forget_fill(&self.key, &self.fill);
+        if let Some(f) = on_end {
+            f(&self.fill.lock().end.clone().expect("set above"));
+        }
     }
 
     async fn pump(&mut self, mut body: Body) -> Result<u64, Veto> {
         let mut received = 0u64;
+        let mut cut = None;
         while let Some(item) = body.next().await {
-            let chunk = item
-                .map_err(|e| Veto(format!("upstream body failed after {received} bytes: {e}")))?;
+            let chunk = item.map_err(|e| {
+                Veto::failed(format!("upstream body failed after {received} bytes: {e}"))
+            })?;
+            let mut refused = None;
             for check in &mut self.checks {
-                check.update_bytes(&chunk)?;
+                match check.update_bytes(&chunk) {
+                    Ok(()) => {}
+                    // Refused on evidence: the readers stop now, the checks read on.
+                    Err(veto @ Veto::Blocked(_)) => refused = refused.or(Some(veto)),
+                    Err(veto @ Veto::Failed(_)) => return Err(veto),
+                }
+            }
+            if let (None, Some(veto)) = (&cut, refused) {
+                self.cut(&veto);
+                cut = Some(veto);
             }
             received += chunk.len() as u64;
+            if cut.is_some() {
+                continue;
+            }
             self.store_chunk(chunk);
             self.fill.bump();
             if self.temp.is_none() {
                 wait_for_readers(&self.fill).await?;
             }
         }
+        // The digest is checked first: a blob whose bytes are not what they claim never reaches
+        // the inspection's `finish`, so no verdict is made from them.
         for check in &mut self.checks {
             check.finish()?;
         }
-        Ok(received)
+        match cut {
+            Some(veto) => Err(veto),
+            None => Ok(received),
+        }
+    }
+
+    /// Stops every reader and takes no new one; nothing of this blob is kept.
+    fn cut(&mut self, veto: &Veto) {
+        self.temp = None;
+        self.fills.forget_fill(&self.key, &self.fill);
+        let mut s = self.fill.lock();
+        s.cut = Some(veto.clone());
+        s.mem_start += s.mem_len;
+        s.mem_len = 0;
+        s.mem.clear();
+        drop(s);
+        self.fill.bump();
     }
 
     /// Puts a chunk where readers find it: the temp file, or memory once the disk failed.
@@ -511,8 +575,8 @@ async fn wait_for_readers(fill: &Fill) -> Result<(), Veto> {
         {
             let mut s = fill.lock();
             let Some(slowest) = s.readers.values().min().copied() else {
-                return Err(Veto(
-                    "every client went away and the blob cannot be cached".into(),
+                return Err(Veto::failed(
+                    "every client went away and the blob cannot be cached",
                 ));
             };
             s.trim(slowest);
@@ -532,7 +596,7 @@ fn write_failed(digest: &Digest, e: &io::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::DigestCheck;
+    use crate::stream::DigestCheck;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn body(chunks: Vec<Bytes>, delay: Duration) -> Body {
@@ -581,6 +645,7 @@ mod tests {
             ))],
             store: s.store.clone(),
             keep: Box::new(|| true),
+            on_end: None,
             timeout: Duration::from_secs(30),
         }
     }
@@ -646,7 +711,7 @@ mod tests {
         };
         let (fill, r) = Fill::start(lead, spec(&s, &bad, &good, Duration::ZERO));
         let (_, outcome) = read_all(r, &fill).await;
-        assert!(outcome.unwrap_err().0.contains("hash to"));
+        assert!(outcome.unwrap_err().to_string().contains("hash to"));
         settled(&s.fills).await;
         let store = s.store.unwrap();
         assert!(store.size_of(&key.1).is_none());
@@ -768,7 +833,10 @@ mod tests {
         sp.timeout = Duration::from_millis(120);
         let (fill, r) = Fill::start(lead, sp);
         let (got, outcome) = read_all(r, &fill).await;
-        assert!(outcome.unwrap_err().0.contains("took longer than"));
+        assert!(outcome
+            .unwrap_err()
+            .to_string()
+            .contains("took longer than"));
         assert!(got.len() < bytes.len());
         settled(&s.fills).await;
         assert!(s.store.unwrap().size_of(&key.1).is_none());

@@ -2,6 +2,12 @@
 //!
 //! `config/portcullis.toml` documents every field; it is also the embedded default.
 
+mod policy;
+mod reputation;
+
+pub use policy::{ClientConfig, FailMode, Mode, PolicyConfig, ScopeRule};
+pub use reputation::ReputationConfig;
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,13 +34,13 @@ pub struct Config {
     #[serde(default)]
     pub cache: CacheConfig,
     #[serde(default)]
-    pub policy: crate::policy::PolicyConfig,
+    pub policy: PolicyConfig,
     #[serde(default)]
     pub inspect: InspectConfig,
     #[serde(default)]
     pub audit: AuditConfig,
     #[serde(default)]
-    pub reputation: crate::inspect::reputation::ReputationConfig,
+    pub reputation: ReputationConfig,
 }
 
 /// `[inspect]`: what the inspectors look for, beyond the built-in rule pack and name list.
@@ -51,6 +57,10 @@ pub struct InspectConfig {
     /// Popular-name files (the format of `config/popular.toml`) added to the bundled list that
     /// typosquats are measured against. Default none.
     pub popular_files: Vec<PathBuf>,
+    /// Inspector threads: layers are inflated and searched on a fixed pool of this many threads,
+    /// however many are pulled at once (each waits its turn; the blob keeps streaming meanwhile).
+    /// 0 means one per core. Default 0.
+    pub workers: usize,
 }
 
 impl Default for InspectConfig {
@@ -59,6 +69,17 @@ impl Default for InspectConfig {
             enabled: true,
             rule_files: Vec::new(),
             popular_files: Vec::new(),
+            workers: 0,
+        }
+    }
+}
+
+impl InspectConfig {
+    /// The inspector pool's size: `workers`, or one per core.
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
         }
     }
 }

@@ -20,8 +20,7 @@ mod tar;
 mod xmrig;
 
 use crate::inspect::rules::RuleSet;
-use crate::inspect::{cut, Finding, Place};
-use crate::proxy::{BlobCheck, Veto};
+use crate::inspect::{Finding, Place};
 use analyze::Analyzer;
 use flate2::write::MultiGzDecoder;
 use std::io::{self, Write};
@@ -407,6 +406,13 @@ impl LayerInspector {
             .map_or(0.0, |d| d.pipeline().analyzer.score())
     }
 
+    /// The findings so far (files still open are not judged yet).
+    pub fn findings_so_far(&mut self) -> Vec<Finding> {
+        self.decoder
+            .as_mut()
+            .map_or_else(Vec::new, |d| d.pipeline().analyzer.findings.clone())
+    }
+
     /// A number that changes whenever the findings so far change.
     pub fn findings_version(&mut self) -> u64 {
         self.decoder
@@ -471,87 +477,6 @@ impl LayerInspector {
             executables: std::mem::take(&mut a.executables),
             errors,
         }
-    }
-}
-
-/// The [`BlobCheck`] adapter: inspects a layer as it streams and refuses it once its score
-/// reaches `block_at`. The report goes to `on_report` (when set) at the end of the stream.
-pub struct LayerCheck {
-    inspector: Option<LayerInspector>,
-    block_at: f64,
-    seen_version: u64,
-    on_report: Option<OnReport>,
-}
-
-/// Receives a layer's report when its stream ends (or is refused early).
-pub type OnReport = Box<dyn FnOnce(&LayerReport) + Send>;
-
-impl LayerCheck {
-    pub fn new(inspector: LayerInspector, block_at: f64) -> LayerCheck {
-        LayerCheck {
-            inspector: Some(inspector),
-            block_at,
-            seen_version: 0,
-            on_report: None,
-        }
-    }
-
-    pub fn on_report(mut self, f: OnReport) -> LayerCheck {
-        self.on_report = Some(f);
-        self
-    }
-}
-
-/// The veto text: the score and the top findings.
-fn veto_text(score: f64, findings: &[&Finding]) -> String {
-    let top: Vec<String> = findings
-        .iter()
-        .map(|f| {
-            let path = f.evidence.path.as_deref().unwrap_or("-");
-            format!("{} at {} ({})", f.rule, cut(path), f.evidence.matched)
-        })
-        .collect();
-    format!("layer refused, score {score:.0}: {}", top.join("; "))
-}
-
-impl BlobCheck for LayerCheck {
-    fn update(&mut self, chunk: &[u8]) -> Result<(), Veto> {
-        let Some(inspector) = self.inspector.as_mut() else {
-            return Ok(());
-        };
-        inspector.update(chunk);
-        let version = inspector.findings_version();
-        if version != self.seen_version {
-            self.seen_version = version;
-            let score = inspector.score();
-            if score >= self.block_at {
-                // Refuse at once; the report comes from `finish` over what was seen.
-                let report = self.inspector.take().map(LayerInspector::finish);
-                if let Some(report) = report {
-                    let text = veto_text(report.score(), &report.top(3));
-                    if let Some(f) = self.on_report.take() {
-                        f(&report);
-                    }
-                    return Err(Veto(text));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), Veto> {
-        let Some(inspector) = self.inspector.take() else {
-            return Ok(());
-        };
-        let report = inspector.finish();
-        if let Some(f) = self.on_report.take() {
-            f(&report);
-        }
-        let score = report.score();
-        if score >= self.block_at {
-            return Err(Veto(veto_text(score, &report.top(3))));
-        }
-        Ok(())
     }
 }
 

@@ -1,7 +1,15 @@
-//! The guard: the one place where inspectors, stored verdicts, overrides and policy meet on the
-//! request path. The proxy asks it about a name before going upstream, about an image once its
-//! manifest and config are in, about a blob before streaming it, and gets from it the check that
-//! judges a layer while it streams.
+//! The guard: where inspectors, stored verdicts, overrides and policy meet on the request path. The
+//! proxy asks it about a name before going upstream, about an image once its manifest and config are
+//! in, about a blob before streaming it, and gets from it the check that judges a layer while it
+//! streams. Every decision is the judge's ([`crate::judge`]); the guard finds the evidence, persists
+//! verdicts, applies overrides and modes, and audits.
+//!
+//! What is stored (the store persists verdicts between requests):
+//! - per repository, the name's own verdict;
+//! - per blob, a layer's own verdict, and an image config's findings (under the config's digest);
+//! - per manifest, the image's *content* verdict: config and layers judged together
+//!   ([`crate::judge::Judge::image`]), without the name, since one image can be pulled under
+//!   several names. A request's decision adds the name it was asked under.
 //!
 //! Store reads and writes are synchronous sled calls of a few microseconds; they are made inline.
 //! The one wait is Docker Hub reputation in [`Guard::check_name`], bounded by its timeout and
@@ -14,10 +22,11 @@ use crate::inspect::layer::{Compression, LayerInspector, LayerReport, LayerRules
 use crate::inspect::name::NameInspector;
 use crate::inspect::reputation::Reputation;
 use crate::inspect::rules::RuleSet;
-use crate::inspect::{cut, Decision, Finding, Place, Verdict};
+use crate::inspect::{Decision, Finding, Verdict};
+use crate::judge::{self, ImageEvidence, Judge, Judgement, Runs};
 use crate::oci::{Digest, QualifiedName, Reference};
-use crate::proxy::{BlobCheck, Veto};
 use crate::store::{ImageBlobs, OverrideAction, Subject, VerdictStore};
+use crate::stream::{BlobCheck, Refusal, Veto};
 use crate::upstream::Route;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,94 +37,21 @@ pub struct Who {
     pub client: Option<SocketAddr>,
 }
 
-/// How every refusal message starts (also how a vetoed stream is recognised as a policy block).
-pub const BLOCKED_PREFIX: &str = "blocked by portcullis:";
-
-/// A refusal, as the client will be told.
-#[derive(Debug, Clone)]
-pub struct Blocked {
-    /// One line for people: what was refused and its strongest reasons.
-    pub message: String,
-    /// A short token naming the main reason, safe in a media type and a status line
-    /// (`miner.stratum-url`).
-    pub slug: String,
-    /// Rule ids and evidence, for the error's `detail`.
-    pub detail: serde_json::Value,
+/// A repository name as judged for one request: its findings (Docker Hub reputation included),
+/// which the judgement of every image pulled under it counts.
+#[derive(Debug, Clone, Default)]
+pub struct NameVerdict {
+    pub findings: Vec<Finding>,
 }
 
-impl Blocked {
-    fn from_verdict(subject: &str, verdict: &Verdict) -> Blocked {
-        let mut top: Vec<&Finding> = verdict.findings.iter().collect();
-        top.sort_by(|a, b| b.score.total_cmp(&a.score));
-        top.dedup_by(|a, b| a.rule == b.rule);
-        top.truncate(3);
-        let reasons: Vec<String> = top.iter().map(|f| describe(f)).collect();
-        let slug = top
-            .first()
-            .map_or_else(|| "policy".to_string(), |f| slug(&f.rule));
-        Blocked {
-            message: format!(
-                "{BLOCKED_PREFIX} {subject} (score {:.0}): {}",
-                verdict.score,
-                reasons.join("; ")
-            ),
-            slug,
-            detail: serde_json::json!({
-                "decision": verdict.decision,
-                "score": verdict.score,
-                "findings": top,
-                "ruleset": verdict.ruleset_hash,
-            }),
-        }
-    }
-
-    fn by_override(subject: &str, reason: &str, id: u64) -> Blocked {
-        Blocked {
-            message: format!(
-                "blocked by portcullis: {subject}: denied by override {id}: {}",
-                cut(reason)
-            ),
-            slug: "override".into(),
-            detail: serde_json::json!({ "override": id, "reason": reason }),
-        }
-    }
+/// What the guard was asked about, for the audit trail.
+struct Asked<'a> {
+    route: &'a Route,
+    who: &'a Who,
+    subject: &'static str,
+    reference: Option<String>,
+    digest: Option<String>,
 }
-
-/// "stratum URL … (Entrypoint: stratum+tcp://pool…)".
-fn describe(f: &Finding) -> String {
-    let at = f
-        .evidence
-        .path
-        .clone()
-        .or_else(|| f.evidence.field.clone())
-        .unwrap_or_default();
-    let matched = if f.evidence.matched.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", cut(&f.evidence.matched))
-    };
-    if at.is_empty() {
-        format!("{} [{}]{matched}", f.message, f.rule)
-    } else {
-        format!("{} [{}] at {at}{matched}", f.message, f.rule)
-    }
-}
-
-/// A rule id as a token of `[a-z0-9.-]`.
-fn slug(rule: &str) -> String {
-    rule.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// The rule id of the finding added when a layer cannot be judged to the end.
-pub const UNJUDGED_RULE: &str = "inspect.incomplete";
 
 pub struct Guard {
     rules: Arc<RuleSet>,
@@ -159,6 +95,10 @@ impl Guard {
         &self.rules.hash
     }
 
+    fn judge(&self) -> &Judge {
+        &self.policy.judge
+    }
+
     /// The stored verdict for `subject` if it was made under the current rules (a stale one, or
     /// a store that cannot be read, counts as none: the subject is judged again).
     fn current(&self, subject: Subject<'_>) -> Option<Verdict> {
@@ -168,57 +108,54 @@ impl Guard {
             .and_then(|l| l.current())
     }
 
+    fn put(&self, subject: Subject<'_>, verdict: &Verdict) {
+        if let Err(e) = self.store.put_verdict(subject, verdict) {
+            tracing::error!(error = %e, %subject, "cannot store a verdict");
+        }
+    }
+
     fn qualified(route: &Route) -> QualifiedName {
         QualifiedName::new(&route.upstream.host, route.repo.clone())
             .expect("configured upstream hosts are valid registry hosts")
     }
 
-    fn now() -> u64 {
-        crate::store::now_unix()
+    /// A judgement stamped with the engine, the rule set and the time.
+    fn stamp(&self, j: Judgement) -> Verdict {
+        Verdict::new(
+            j.decision,
+            j.score,
+            j.findings,
+            &self.rules.hash,
+            crate::store::now_unix(),
+        )
     }
 
-    /// Records a decision and says whether it is acted on.
-    #[allow(clippy::too_many_arguments)]
-    fn decide(
-        &self,
-        route: &Route,
-        who: &Who,
-        subject: &'static str,
-        reference: Option<String>,
-        digest: Option<String>,
-        verdict: &Verdict,
-        fresh: bool,
-    ) -> Mode {
+    /// Records a decision (a new one, or any block) and says whether it is acted on.
+    fn record(&self, asked: Asked<'_>, verdict: &Verdict, fresh: bool) -> Mode {
+        let route = asked.route;
         let mode = self
             .policy
             .mode_for(&route.upstream.host, route.repo.as_str());
         if fresh || verdict.decision == Decision::Block {
-            let mut rules: Vec<&Finding> = verdict.findings.iter().collect();
-            rules.sort_by(|a, b| b.score.total_cmp(&a.score));
             self.audit.record(&AuditRecord {
                 time: AuditRecord::now_rfc3339(),
-                client: who.client.map(|c| c.to_string()),
+                client: asked.who.client.map(|c| c.to_string()),
                 upstream: route.upstream.host.clone(),
                 repository: route.repo.to_string(),
-                reference,
-                digest,
-                subject,
+                reference: asked.reference,
+                digest: asked.digest,
+                subject: asked.subject,
                 decision: verdict.decision,
                 mode,
                 score: verdict.score,
-                rules: rules.iter().map(|f| f.rule.clone()).collect(),
+                rules: verdict.findings.iter().map(|f| f.rule.clone()).collect(),
                 overridden_by: None,
             });
         }
         if verdict.decision != Decision::Allow && fresh {
-            tracing::warn!(repo = %route.repo, subject, decision = ?verdict.decision, score = verdict.score, ?mode, "inspection decision");
+            tracing::warn!(repo = %route.repo, subject = asked.subject, decision = ?verdict.decision, score = verdict.score, ?mode, "inspection decision");
         }
         mode
-    }
-
-    fn verdict(&self, findings: Vec<Finding>) -> Verdict {
-        let (decision, score) = self.policy.decide(&findings);
-        Verdict::new(decision, score, findings, &self.rules.hash, Self::now())
     }
 
     /// An override for this name (and digest) in force now: `Some(Ok)` to serve regardless,
@@ -228,61 +165,44 @@ impl Guard {
         route: &Route,
         digest: Option<&Digest>,
         subject: &str,
-    ) -> Option<Result<(), Blocked>> {
+    ) -> Option<Result<(), Refusal>> {
         match self
             .store
-            .override_for(&Self::qualified(route), digest, Self::now())
+            .override_for(&Self::qualified(route), digest, crate::store::now_unix())
         {
             Ok(Some(o)) => Some(match o.action {
                 OverrideAction::Allow => Ok(()),
-                OverrideAction::Deny => Err(Blocked::by_override(subject, &o.reason, o.id)),
+                OverrideAction::Deny => Err(judge::refusal_by_override(subject, &o.reason, o.id)),
             }),
             Ok(None) => None,
             Err(e) => {
                 tracing::error!(error = %e, "override lookup failed: refusing");
-                Some(Err(Blocked {
-                    message: format!(
-                        "blocked by portcullis: {subject}: the override store cannot be read"
-                    ),
-                    slug: "store-error".into(),
-                    detail: serde_json::json!({ "error": e.to_string() }),
-                }))
+                Some(Err(judge::refusal_store_down(subject, &e.to_string())))
             }
         }
     }
 
-    /// Judges a repository name before anything goes upstream.
+    /// Judges a repository name before anything goes upstream, and hands back its findings for the
+    /// judgements of what is pulled under it.
     ///
     /// The name's own verdict is stored. Docker Hub reputation, when configured, is added at each
-    /// call and never stored: it changes over time and is cached apart (see
-    /// [`Reputation`]). It is only looked up for a Hub name that already scores: reputation counts
-    /// at most as much as the other evidence, so for a clean name it could change nothing.
-    pub async fn check_name(&self, route: &Route, who: &Who) -> Result<(), Blocked> {
+    /// call and never stored: it changes over time and is cached apart (see [`Reputation`]). It is
+    /// only looked up for a Hub name that already scores: reputation counts at most as much as the
+    /// other evidence, so for a clean name it could change nothing.
+    pub async fn check_name(&self, route: &Route, who: &Who) -> Result<NameVerdict, Refusal> {
         let qn = Self::qualified(route);
         let subject = qn.to_string();
         if let Some(o) = self.overridden(route, None, &subject) {
-            return o;
+            // An allowed name counts for nothing; a denied one is refused.
+            return o.map(|()| NameVerdict::default());
         }
-        let (mut verdict, fresh) = match self
-            .store
-            .get_verdict(Subject::Repo(&qn), &self.rules.hash)
-        {
-            Ok(lookup) => match lookup.current() {
-                Some(v) => (v, false),
-                None => {
-                    let v = self.verdict(self.names.inspect(&route.upstream.host, &route.repo));
-                    if let Err(e) = self.store.put_verdict(Subject::Repo(&qn), &v) {
-                        tracing::error!(error = %e, "cannot store a name verdict");
-                    }
-                    (v, true)
-                }
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "verdict store read failed; judging the name afresh");
-                (
-                    self.verdict(self.names.inspect(&route.upstream.host, &route.repo)),
-                    true,
-                )
+        let (mut verdict, fresh) = match self.current(Subject::Repo(&qn)) {
+            Some(v) => (v, false),
+            None => {
+                let found = self.names.inspect(&route.upstream.host, &route.repo);
+                let v = self.stamp(self.judge().findings(found));
+                self.put(Subject::Repo(&qn), &v);
+                (v, true)
             }
         };
         if let Some(reputation) = &self.reputation {
@@ -291,19 +211,29 @@ impl Guard {
                 if !found.is_empty() {
                     let mut findings = verdict.findings;
                     findings.extend(found);
-                    verdict = self.verdict(findings);
+                    verdict = self.stamp(self.judge().findings(findings));
                 }
             }
         }
-        let mode = self.decide(route, who, "name", None, None, &verdict, fresh);
+        let asked = Asked {
+            route,
+            who,
+            subject: "name",
+            reference: None,
+            digest: None,
+        };
+        let mode = self.record(asked, &verdict, fresh);
         if verdict.decision == Decision::Block && mode == Mode::Enforce {
-            return Err(Blocked::from_verdict(&subject, &verdict));
+            return Err(judge::refusal(&subject, &verdict));
         }
-        Ok(())
+        Ok(NameVerdict {
+            findings: verdict.findings,
+        })
     }
 
-    /// Judges an image manifest: its config, and what is known of its layers. `entry` lists the
-    /// absolute paths the config runs (its Entrypoint/Cmd programs), for findings in those files.
+    /// Judges an image manifest under the name it was asked by: its config (`config`, the bytes
+    /// to judge; `None` when [`Guard::knows_image`] said it was judged before) and what is known of
+    /// its layers.
     #[allow(clippy::too_many_arguments)]
     pub fn judge_image(
         &self,
@@ -311,72 +241,92 @@ impl Guard {
         reference: &Reference,
         manifest: &Digest,
         blobs: &ImageBlobs,
-        config: &[u8],
+        config: Option<&[u8]>,
+        name: &NameVerdict,
         who: &Who,
-    ) -> Result<(), Blocked> {
+    ) -> Result<(), Refusal> {
         let subject = format!("{}@{manifest}", Self::qualified(route));
         if let Some(o) = self.overridden(route, Some(manifest), &subject) {
             return o;
         }
-        if let Err(e) = self.store.put_image(manifest, blobs) {
+        if let Some(config) = config {
+            let found = self
+                .judge()
+                .config_findings(&ConfigInspector::new(&self.rules), config);
+            let v = self.stamp(self.judge().findings(found));
+            self.put(Subject::Blob(&blobs.config), &v);
+        }
+        let mut blobs = blobs.clone();
+        blobs.runs = match config {
+            Some(config) => Runs::of_config(config).paths().to_vec(),
+            None => match self.store.image_blobs(manifest) {
+                Ok(Some(known)) => known.runs,
+                _ => Vec::new(),
+            },
+        };
+        if let Err(e) = self.store.put_image(manifest, &blobs) {
             tracing::error!(error = %e, "cannot store an image's layers");
         }
-        let cached = self.current(Subject::Manifest(manifest));
-        let (verdict, fresh) = match cached {
-            Some(v) => (v, false),
-            None => {
-                let v = self.verdict(self.image_findings(blobs, config));
-                if let Err(e) = self.store.put_verdict(Subject::Manifest(manifest), &v) {
-                    tracing::error!(error = %e, "cannot store a manifest verdict");
-                }
+        let (content, fresh) = match self.current(Subject::Manifest(manifest)) {
+            Some(v) if config.is_none() => (v, false),
+            _ => {
+                let v = self.stamp(self.content(&blobs));
+                self.put(Subject::Manifest(manifest), &v);
                 (v, true)
             }
         };
-        let mode = self.decide(
+        let verdict = self.under_name(name, &content);
+        let asked = Asked {
             route,
             who,
-            "manifest",
-            Some(reference.to_string()),
-            Some(manifest.to_string()),
-            &verdict,
-            fresh,
-        );
+            subject: "manifest",
+            reference: Some(reference.to_string()),
+            digest: Some(manifest.to_string()),
+        };
+        let mode = self.record(asked, &verdict, fresh);
         if verdict.decision == Decision::Block && mode == Mode::Enforce {
-            return Err(Blocked::from_verdict(&subject, &verdict));
+            return Err(judge::refusal(&subject, &verdict));
         }
         Ok(())
     }
 
-    /// The config's findings plus those of every layer already judged, with findings in the files
-    /// the entrypoint runs raised to [`Place::Runs`].
-    fn image_findings(&self, blobs: &ImageBlobs, config: &[u8]) -> Vec<Finding> {
-        let mut findings = match ConfigInspector::new(&self.rules).inspect(config) {
-            Ok(f) => f,
-            Err(e) => vec![self.unjudged(&format!("image config: {e}"))],
-        };
-        let runs = entry_paths(config);
-        for layer in &blobs.layers {
-            if let Some(v) = self.current(Subject::Blob(layer)) {
-                findings.extend(v.findings.into_iter().map(|mut f| {
-                    if f.place != Place::Runs
-                        && f.evidence
-                            .path
-                            .as_deref()
-                            .is_some_and(|p| runs.iter().any(|r| r == p))
-                    {
-                        f.score = f.score / f.place.multiplier() * Place::Runs.multiplier();
-                        f.place = Place::Runs;
-                    }
-                    f
-                }));
-            }
-        }
-        findings
+    /// An image's content judged from what is stored: its config's findings and every layer
+    /// judged so far.
+    fn content(&self, blobs: &ImageBlobs) -> Judgement {
+        let config = self
+            .current(Subject::Blob(&blobs.config))
+            .map(|v| v.findings)
+            .unwrap_or_default();
+        let layers: Vec<Vec<Finding>> = blobs
+            .layers
+            .iter()
+            .filter_map(|d| self.current(Subject::Blob(d)).map(|v| v.findings))
+            .collect();
+        let layers: Vec<&[Finding]> = layers.iter().map(Vec::as_slice).collect();
+        let runs = Runs::from_paths(blobs.runs.iter().cloned());
+        self.judge().image(ImageEvidence {
+            name: &[],
+            config: &config,
+            runs: &runs,
+            layers: &layers,
+        })
     }
 
-    /// Whether an image has a verdict under the current rules (its config need not be read again).
+    /// An image's content verdict as judged under a name.
+    fn under_name(&self, name: &NameVerdict, content: &Verdict) -> Verdict {
+        if name.findings.is_empty() {
+            return content.clone();
+        }
+        let mut findings = name.findings.clone();
+        findings.extend(content.findings.iter().cloned());
+        self.stamp(self.judge().findings(findings))
+    }
+
+    /// Whether an image and its config have verdicts under the current rules (its config need
+    /// not be read again).
     pub fn knows_image(&self, manifest: &Digest) -> bool {
         self.current(Subject::Manifest(manifest)).is_some()
+            && matches!(self.store.image_blobs(manifest), Ok(Some(b)) if self.current(Subject::Blob(&b.config)).is_some())
     }
 
     /// Layers of an image that have no current verdict yet (what strict mode must judge first).
@@ -389,8 +339,14 @@ impl Guard {
             .collect()
     }
 
-    /// Refuses a blob with a block verdict, or one only blocked images use.
-    pub fn check_blob(&self, route: &Route, digest: &Digest, who: &Who) -> Result<(), Blocked> {
+    /// Refuses a blob with a block verdict, or one that only images blocked under this name use.
+    pub fn check_blob(
+        &self,
+        route: &Route,
+        digest: &Digest,
+        name: &NameVerdict,
+        who: &Who,
+    ) -> Result<(), Refusal> {
         let subject = format!("{}@{digest}", Self::qualified(route));
         if let Some(o) = self.overridden(route, Some(digest), &subject) {
             return o;
@@ -406,16 +362,7 @@ impl Guard {
                 return Err(self.refuse_blob(route, who, digest, &subject, &v));
             }
         }
-        let images = self.store.images_with_blob(digest).unwrap_or_default();
-        let mut blocked_by = None;
-        for image in &images {
-            match self.current(Subject::Manifest(image)) {
-                Some(v) if v.decision == Decision::Block => blocked_by = Some(v),
-                // One image that may use it is enough to serve it.
-                _ => return Ok(()),
-            }
-        }
-        match blocked_by {
+        match self.blocked_images(digest, name) {
             Some(v) => Err(self.refuse_blob(
                 route,
                 who,
@@ -427,17 +374,32 @@ impl Guard {
         }
     }
 
-    /// Whether a blob was judged malicious, itself or as part of every image that uses it, in any
-    /// mode: such a blob is never kept in the cache (audit mode serves it, but does not keep it).
+    /// When every image known to use `digest` is blocked under `name`: the verdict of one of them.
+    fn blocked_images(&self, digest: &Digest, name: &NameVerdict) -> Option<Verdict> {
+        let images = self.store.images_with_blob(digest).unwrap_or_default();
+        let mut blocked_by = None;
+        for image in &images {
+            let v = self
+                .current(Subject::Manifest(image))
+                .map(|content| self.under_name(name, &content));
+            match v {
+                Some(v) if v.decision == Decision::Block => blocked_by = Some(v),
+                // One image that may use it is enough to serve it.
+                _ => return None,
+            }
+        }
+        blocked_by
+    }
+
+    /// Whether a blob was judged malicious, itself or as the content of every image that uses
+    /// it, in any mode: such a blob is never kept in the cache (audit mode serves it, but does not
+    /// keep it).
     pub fn judged_malicious(&self, digest: &Digest) -> bool {
         if matches!(self.current(Subject::Blob(digest)), Some(v) if v.decision == Decision::Block) {
             return true;
         }
-        let images = self.store.images_with_blob(digest).unwrap_or_default();
-        !images.is_empty()
-            && images.iter().all(|image| {
-                matches!(self.current(Subject::Manifest(image)), Some(v) if v.decision == Decision::Block)
-            })
+        self.blocked_images(digest, &NameVerdict::default())
+            .is_some()
     }
 
     /// Records the refusal of a blob (audit) and builds what the client is told.
@@ -448,17 +410,25 @@ impl Guard {
         digest: &Digest,
         subject: &str,
         v: &Verdict,
-    ) -> Blocked {
-        self.decide(route, who, "blob", None, Some(digest.to_string()), v, false);
-        Blocked::from_verdict(subject, v)
+    ) -> Refusal {
+        let asked = Asked {
+            route,
+            who,
+            subject: "blob",
+            reference: None,
+            digest: Some(digest.to_string()),
+        };
+        self.record(asked, v, false);
+        judge::refusal(subject, v)
     }
 
     /// The check that judges a blob while it streams, or `None` when there is nothing to judge
-    /// (the image's config blob, which was judged with its manifest).
+    /// (the image's config blob, which was judged with its manifest, or a blob judged before).
     pub fn layer_check(
         self: &Arc<Self>,
         route: &Route,
         digest: &Digest,
+        name: &NameVerdict,
         who: &Who,
     ) -> Option<Box<dyn BlobCheck>> {
         if self.is_config_blob(digest) {
@@ -466,8 +436,7 @@ impl Guard {
         }
         // A blob judged under the current rules is not judged again: its bytes are still checked
         // against its digest, and `check_blob` has already refused it if its verdict is a block.
-        let judged = self.current(Subject::Blob(digest)).is_some();
-        if judged {
+        if self.current(Subject::Blob(digest)).is_some() {
             return None;
         }
         let mode = self
@@ -490,9 +459,11 @@ impl Guard {
             guard: self.clone(),
             route: route.clone(),
             digest: digest.clone(),
+            name: name.clone(),
             who: who.clone(),
             enforce: mode == Mode::Enforce && !allowed,
             seen_version: 0,
+            cut: false,
         }))
     }
 
@@ -504,139 +475,72 @@ impl Guard {
             .any(|m| matches!(self.store.image_blobs(m), Ok(Some(b)) if &b.config == digest))
     }
 
-    fn unjudged(&self, why: &str) -> Finding {
-        self.policy.unjudged(why)
-    }
-
-    /// Stores a layer's verdict and spreads a block to the images that use it. Returns the verdict
-    /// (or `None` for a blob that is not a layer).
+    /// Stores a layer's verdict, judges again every image that uses it, and returns the verdict to
+    /// refuse the layer with under `name`: its own block, or the block of every image using it.
+    /// Called only for a layer read to its end whose bytes hashed to its digest.
     fn record_layer(
         &self,
         route: &Route,
         digest: &Digest,
+        name: &NameVerdict,
         who: &Who,
         report: LayerReport,
-    ) -> Option<LayerOutcome> {
-        if report.format == crate::inspect::layer::LayerFormat::NotALayer {
-            return None;
-        }
-        let mut findings = report.findings;
-        if !report.errors.is_empty() {
-            findings.push(self.unjudged(&report.errors.join("; ")));
-        }
-        let verdict = self.verdict(findings);
-        if let Err(e) = self.store.put_verdict(Subject::Blob(digest), &verdict) {
-            tracing::error!(error = %e, "cannot store a layer verdict");
-        }
-        self.decide(
+    ) -> Option<Verdict> {
+        let found = self.judge().layer_findings(report, &digest.to_string())?;
+        let verdict = self.stamp(self.judge().findings(found));
+        self.put(Subject::Blob(digest), &verdict);
+        let asked = |subject, digest: &Digest| Asked {
             route,
             who,
-            "blob",
-            None,
-            Some(digest.to_string()),
-            &verdict,
-            true,
-        );
+            subject,
+            reference: None,
+            digest: Some(digest.to_string()),
+        };
+        self.record(asked("blob", digest), &verdict, true);
         // The layer counts together with the rest of each image that uses it (its config and its
-        // other layers), so evidence spread over several layers adds up. A layer is refused when it
-        // is bad itself, or when every image that uses it is now blocked.
-        let layer_id = digest.to_string();
+        // other layers), so evidence spread over several layers adds up.
         let images = self.store.images_with_blob(digest).unwrap_or_default();
         let mut every_image_blocked = !images.is_empty();
         let mut image_block = None;
         for image in images {
-            let old = self.current(Subject::Manifest(&image));
-            let mut findings = verdict.findings.clone();
-            if let Some(old) = old {
-                findings.extend(
-                    old.findings
-                        .into_iter()
-                        .filter(|f| f.evidence.layer.as_deref() != Some(layer_id.as_str())),
-                );
-            }
-            let mut v = self.verdict(findings);
-            if verdict.decision == Decision::Block {
-                v.decision = Decision::Block;
-            }
-            if let Err(e) = self.store.put_verdict(Subject::Manifest(&image), &v) {
-                tracing::error!(error = %e, "cannot store a manifest verdict");
-            }
+            let Ok(Some(blobs)) = self.store.image_blobs(&image) else {
+                every_image_blocked = false;
+                continue;
+            };
+            let content = self.stamp(self.content(&blobs));
+            self.put(Subject::Manifest(&image), &content);
+            let v = self.under_name(name, &content);
+            self.record(asked("manifest", &image), &v, true);
             if v.decision == Decision::Block {
                 image_block = Some(v);
             } else {
                 every_image_blocked = false;
             }
         }
-        let refuse = if verdict.decision == Decision::Block {
+        if verdict.decision == Decision::Block {
             Some(verdict)
         } else if every_image_blocked {
             image_block
         } else {
             None
-        };
-        Some(LayerOutcome { refuse })
+        }
     }
 }
 
-/// What judging a layer decided: the verdict to refuse it with, if any (its own block, or the
-/// block of the images that use it).
-struct LayerOutcome {
-    refuse: Option<Verdict>,
-}
-
-/// The absolute program paths an image config runs: the first word of Entrypoint, else of Cmd,
-/// and the script a `sh -c`/`sh <file>` runs when it is a plain path.
-pub fn entry_paths(config: &[u8]) -> Vec<String> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(config) else {
-        return Vec::new();
-    };
-    let c = &v["config"];
-    let words: Vec<String> = ["Entrypoint", "Cmd"]
-        .iter()
-        .flat_map(|k| c[*k].as_array().cloned().unwrap_or_default())
-        .filter_map(|w| w.as_str().map(str::to_string))
-        .flat_map(|w| w.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .collect();
-    let workdir = c["WorkingDir"].as_str().unwrap_or("/");
-    words
-        .into_iter()
-        .filter(|w| w.starts_with('/') || w.starts_with("./"))
-        .map(|w| match w.strip_prefix("./") {
-            Some(rel) => format!("{}/{rel}", workdir.trim_end_matches('/')),
-            None => w,
-        })
-        .collect()
-}
-
-/// Judges one layer while it streams; refuses it (when enforcing) as soon as its score reaches
-/// the block threshold, or at the end.
+/// Judges one layer while it streams. When enforcing, it cuts the clients as soon as the layer's
+/// own score reaches the block threshold, but reads on: the verdict is made from the whole layer,
+/// and stored only once its bytes hashed to its digest (its `finish` runs after the digest check).
 struct GuardedLayer {
     inspector: Option<LayerInspector>,
     guard: Arc<Guard>,
     route: Route,
     digest: Digest,
+    name: NameVerdict,
     who: Who,
     enforce: bool,
     seen_version: u64,
-}
-
-impl GuardedLayer {
-    fn conclude(&mut self) -> Result<(), Veto> {
-        let Some(inspector) = self.inspector.take() else {
-            return Ok(());
-        };
-        let report = inspector.finish();
-        let outcome = self
-            .guard
-            .record_layer(&self.route, &self.digest, &self.who, report);
-        match outcome.and_then(|o| o.refuse) {
-            Some(v) if self.enforce => {
-                let b = Blocked::from_verdict(&format!("layer {}", self.digest), &v);
-                Err(Veto(b.message))
-            }
-            _ => Ok(()),
-        }
-    }
+    /// The clients were told to stop: nothing more to say until the end.
+    cut: bool,
 }
 
 impl BlobCheck for GuardedLayer {
@@ -645,38 +549,42 @@ impl BlobCheck for GuardedLayer {
             return Ok(());
         };
         inspector.update(chunk);
-        let version = inspector.findings_version();
-        if self.enforce && version != self.seen_version {
-            self.seen_version = version;
-            if inspector.score() >= self.guard.policy.config.block_score {
-                return self.conclude();
-            }
+        if !self.enforce || self.cut {
+            return Ok(());
         }
-        Ok(())
+        let version = inspector.findings_version();
+        if version == self.seen_version {
+            return Ok(());
+        }
+        self.seen_version = version;
+        let block_score = self.guard.judge().block_score;
+        if inspector.score() < block_score {
+            return Ok(());
+        }
+        self.cut = true;
+        let so_far = self.guard.judge().findings(inspector.findings_so_far());
+        let verdict = self.guard.stamp(so_far);
+        let subject = format!("layer {}", self.digest);
+        Err(Veto::blocked(judge::refusal(&subject, &verdict)))
     }
 
     fn finish(&mut self) -> Result<(), Veto> {
-        self.conclude()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_paths_follow_entrypoint_cmd_and_workdir() {
-        let c = br#"{"config":{"Entrypoint":["/opt/.x/run","-c","conf.json"],"Cmd":["sh","./start.sh"],"WorkingDir":"/app"}}"#;
-        assert_eq!(
-            entry_paths(c),
-            vec!["/opt/.x/run".to_string(), "/app/start.sh".to_string()]
+        let Some(inspector) = self.inspector.take() else {
+            return Ok(());
+        };
+        let refuse = self.guard.record_layer(
+            &self.route,
+            &self.digest,
+            &self.name,
+            &self.who,
+            inspector.finish(),
         );
-        assert!(entry_paths(b"not json").is_empty());
-    }
-
-    #[test]
-    fn slugs_are_media_type_safe() {
-        assert_eq!(slug("miner.stratum-url"), "miner.stratum-url");
-        assert_eq!(slug("Weird rule/id"), "weird-rule-id");
+        match refuse {
+            Some(v) if self.enforce => Err(Veto::blocked(judge::refusal(
+                &format!("layer {}", self.digest),
+                &v,
+            ))),
+            _ => Ok(()),
+        }
     }
 }

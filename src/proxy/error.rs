@@ -1,7 +1,7 @@
 //! What can go wrong on the request path, and whose fault it is.
 
 use crate::oci::ErrorCode;
-use crate::upstream::{RouteError, UpstreamError};
+use crate::upstream::{RouteError, StatusError, UpstreamError};
 use std::time::Duration;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,7 +27,7 @@ pub enum Error {
 
     /// Refused by policy: a blocked name, image or blob.
     #[error("{}", .0.message)]
-    Blocked(Box<crate::policy::guard::Blocked>),
+    Blocked(Box<crate::stream::Refusal>),
 
     /// The upstream answered with a client error (unknown manifest, denied, ...), passed on.
     #[error("{message}")]
@@ -75,9 +75,9 @@ impl Error {
     }
 }
 
-impl From<crate::policy::guard::Blocked> for Error {
-    fn from(b: crate::policy::guard::Blocked) -> Self {
-        Error::Blocked(Box::new(b))
+impl From<crate::stream::Refusal> for Error {
+    fn from(r: crate::stream::Refusal) -> Self {
+        Error::Blocked(Box::new(r))
     }
 }
 
@@ -86,6 +86,40 @@ impl From<RouteError> for Error {
         match e {
             RouteError::NotConfigured(_) => Error::NotConfigured(e.to_string()),
             RouteError::Name(n) => Error::NameInvalid(n.0),
+        }
+    }
+}
+
+impl From<StatusError> for Error {
+    fn from(e: StatusError) -> Self {
+        match e {
+            StatusError::RateLimited { host, retry_after } => {
+                Error::RateLimited { host, retry_after }
+            }
+            StatusError::Failed {
+                host,
+                status,
+                attempts,
+                retry_after,
+            } => Error::UpstreamFailed {
+                host,
+                status,
+                attempts,
+                retry_after,
+            },
+            StatusError::Refused {
+                status,
+                code,
+                message,
+            } => Error::Upstream {
+                status,
+                code,
+                message,
+            },
+            StatusError::Unexpected { host, status } => Error::BadUpstream {
+                host,
+                reason: format!("unexpected status {status}"),
+            },
         }
     }
 }

@@ -16,15 +16,13 @@ pub use report::{ImageSummary, ReportFinding, ScanReport};
 
 use crate::config::Config;
 use crate::inspect::config::ConfigInspector;
-use crate::inspect::layer::{
-    Compression, LayerFormat, LayerInspector, LayerReport, LayerRules, Limits,
-};
+use crate::inspect::layer::{Compression, LayerInspector, LayerReport, LayerRules, Limits};
 use crate::inspect::name::NameInspector;
 use crate::inspect::rules::RuleSet;
 use crate::inspect::{Decision, Finding};
+use crate::judge::{ImageEvidence, Runs};
 use crate::oci::media::Descriptor;
 use crate::oci::{Digest, Reference, RepoName};
-use crate::policy::guard::entry_paths;
 use crate::policy::Policy;
 use crate::upstream::{RouteError, Upstreams};
 use std::io::Read;
@@ -42,15 +40,10 @@ pub const EXIT_ERROR: i32 = 3;
 /// … for a command-line usage error (sysexits' `EX_USAGE`; clap's own 2 would read as "block").
 pub const EXIT_USAGE: i32 = 64;
 
-/// The largest image config read (the config inspector refuses anything larger anyway).
-pub const MAX_CONFIG_BYTES: usize = crate::inspect::config::MAX_CONFIG_BYTES;
+pub use crate::inspect::config::MAX_CONFIG_BYTES;
+pub use crate::oci::media::IMAGE_CONFIG_TYPES;
 /// The largest manifest, index or `manifest.json` read from a local source.
 pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
-/// Config media types that are judged as image configs; other configs (artifacts) are not.
-pub const IMAGE_CONFIG_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-];
 /// Bytes read from a local layer at a time.
 const CHUNK: usize = 1 << 20;
 
@@ -484,59 +477,52 @@ impl Scanner {
         })
     }
 
-    /// Judges one image: its config's findings and its layers', with findings in the files the
-    /// entrypoint runs raised to [`Place::Runs`], and `name` (the repository's findings) counted
-    /// with them.
+    /// Judges one image under `name` (the repository's findings) with the judge the proxy uses:
+    /// see [`crate::judge`] for how the evidence combines.
     pub fn judge(&self, name: &[Finding], image: InspectedImage) -> ImageVerdict {
-        let mut findings = Vec::new();
-        let mut runs = Vec::new();
-        if let Some(config) = &image.config {
-            match ConfigInspector::new(&self.rules).inspect(config) {
-                Ok(f) => findings.extend(f),
-                Err(e) => findings.push(self.unjudged(&format!("image config: {e}"))),
-            }
-            runs = entry_paths(config);
-        }
-        let runs: Vec<&str> = runs.iter().map(String::as_str).collect();
-        let layers = image.layers.len();
-        for InspectedLayer { digest, mut report } in image.layers {
-            // As in the guard: a blob that is no layer at all carries no verdict.
-            if report.format == LayerFormat::NotALayer {
-                continue;
-            }
-            report.mark_runs(&runs);
-            findings.extend(report.findings);
-            if !report.errors.is_empty() {
-                let mut f = self.unjudged(&report.errors.join("; "));
-                f.evidence.layer = Some(digest.to_string());
-                findings.push(f);
-            }
-        }
-        let mut all: Vec<Finding> = name.to_vec();
-        all.extend(findings.iter().cloned());
-        let (decision, score) = self.policy.decide(&all);
+        let judge = &self.policy.judge;
+        let (config, runs) = match &image.config {
+            Some(config) => (
+                judge.config_findings(&ConfigInspector::new(&self.rules), config),
+                Runs::of_config(config),
+            ),
+            None => (Vec::new(), Runs::default()),
+        };
+        let layer_count = image.layers.len();
+        let layers: Vec<Vec<Finding>> = image
+            .layers
+            .into_iter()
+            .filter_map(|l| judge.layer_findings(l.report, &l.digest.to_string()))
+            .collect();
+        let layer_refs: Vec<&[Finding]> = layers.iter().map(Vec::as_slice).collect();
+        let judged = judge.image(ImageEvidence {
+            name,
+            config: &config,
+            runs: &runs,
+            layers: &layer_refs,
+        });
         let platform = image
             .config
             .as_deref()
             .and_then(config_platform)
             .or(image.platform);
+        // The report lists the name's findings apart; the image's own are the rest.
+        let findings = judged
+            .findings
+            .into_iter()
+            .filter(|f| f.category != crate::inspect::Category::Name || !name.contains(f))
+            .collect();
         ImageVerdict {
             summary: ImageSummary {
                 platform,
                 manifest: image.manifest,
                 config: image.config_digest,
-                layers,
-                decision,
-                score,
+                layers: layer_count,
+                decision: judged.decision,
+                score: judged.score,
             },
             findings,
         }
-    }
-
-    /// The finding for a layer or config that could not be inspected to the end, weighted as the
-    /// guard weighs it: a block when failing closed, a warning when failing open.
-    fn unjudged(&self, why: &str) -> Finding {
-        self.policy.unjudged(why)
     }
 
     /// The whole report: the worst image decides.

@@ -415,7 +415,7 @@ fn a_truncated_layer_is_judged_incomplete() {
     )
     .unwrap();
     assert_eq!(report.decision, Decision::Block, "{}", report.table());
-    assert!(rules_of(&report).contains(&crate::policy::guard::UNJUDGED_RULE));
+    assert!(rules_of(&report).contains(&crate::judge::UNJUDGED_RULE));
 }
 
 #[test]

@@ -9,9 +9,9 @@
 
 use super::error::ApiError;
 use crate::oci::{media, Digest, Reference};
-use crate::policy::guard::Blocked;
 use crate::policy::ClientConfig;
 use crate::proxy::Error;
+use crate::stream::Refusal;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
@@ -107,7 +107,7 @@ pub fn synthetic_response(digest: &Digest, bytes: Bytes, head: bool) -> Response
 
 /// The answer to a manifest request refused by policy.
 pub fn manifest_refusal(
-    blocked: Box<Blocked>,
+    blocked: Box<Refusal>,
     reference: &Reference,
     head: bool,
     client: ClientKind,
@@ -119,7 +119,7 @@ pub fn manifest_refusal(
         && matches!(reference, Reference::Tag(_))
     {
         tracing::info!(reason = %blocked.message, "answering docker with a synthetic blocked manifest");
-        let (digest, bytes) = synthetic.manifest(&blocked.slug);
+        let (digest, bytes) = synthetic.manifest(&blocked.rule);
         return synthetic_response(&digest, bytes, head);
     }
     let mut response = refusal(blocked, config);
@@ -130,7 +130,7 @@ pub fn manifest_refusal(
 }
 
 /// The plain refusal: 403 DENIED, the reason in the body and (unless turned off) the status line.
-pub fn refusal(blocked: Box<Blocked>, config: &ClientConfig) -> Response {
+pub fn refusal(blocked: Box<Refusal>, config: &ClientConfig) -> Response {
     let mut response = ApiError(Error::Blocked(blocked)).into_response();
     if !config.reason_phrase {
         response

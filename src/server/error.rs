@@ -154,7 +154,7 @@ impl IntoResponse for ApiError {
                 // (HTTP/1.1 only; HTTP/2 has no reason phrase).
                 response
                     .extensions_mut()
-                    .insert(reason_phrase(&b.slug, &b.message));
+                    .insert(reason_phrase(&b.rule, &b.message));
             }
             _ => {}
         }

@@ -106,11 +106,15 @@ impl Lookup {
     }
 }
 
-/// The blobs an image manifest references.
+/// The blobs an image manifest references, and the files its config starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageBlobs {
     pub config: Digest,
     pub layers: Vec<Digest>,
+    /// The absolute paths the image config starts ([`crate::judge::Runs`]): evidence in them
+    /// counts as running, whichever layer holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
 }
 
 impl ImageBlobs {

@@ -399,6 +399,7 @@ mod tests {
         let blobs = ImageBlobs {
             config: digest("c"),
             layers: vec![digest("b")],
+            runs: Vec::new(),
         };
         store.put_image(&digest("m"), &blobs).unwrap();
         let first = store
@@ -499,6 +500,7 @@ mod tests {
         let blobs = ImageBlobs {
             config: digest("c"),
             layers: vec![],
+            runs: Vec::new(),
         };
         store.put_image(&d, &blobs).unwrap();
         assert_eq!(store.image_blobs(&d).unwrap(), Some(blobs));

@@ -10,17 +10,13 @@
 //! client that goes away drops the stream, which drops the upstream body. Memory is bounded by one
 //! held chunk: nothing is buffered beyond what the upstream delivers per read.
 
+use super::Veto;
 use crate::oci::{Digest, Hasher};
 use bytes::Bytes;
 use futures_util::Stream;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
-/// Why a blob was refused mid-stream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Veto(pub String);
 
 /// A check over the bytes of one blob: the hook digest verification and inspection plug into.
 /// Checks are synchronous and do no I/O; they see every byte once, in order.
@@ -61,7 +57,7 @@ impl BlobCheck for DigestCheck {
     fn update(&mut self, chunk: &[u8]) -> Result<(), Veto> {
         self.seen += chunk.len() as u64;
         if let Some(size) = self.size.filter(|s| self.seen > *s) {
-            return Err(Veto(format!(
+            return Err(Veto::failed(format!(
                 "upstream sent more than the {size} bytes it announced"
             )));
         }
@@ -73,14 +69,14 @@ impl BlobCheck for DigestCheck {
 
     fn finish(&mut self) -> Result<(), Veto> {
         if let Some(size) = self.size.filter(|s| self.seen != *s) {
-            return Err(Veto(format!(
+            return Err(Veto::failed(format!(
                 "upstream sent {} of the {size} bytes it announced",
                 self.seen
             )));
         }
         let got = self.hasher.take().expect("finish is called once").finish();
         if got != self.expected {
-            return Err(Veto(format!(
+            return Err(Veto::failed(format!(
                 "upstream bytes hash to {got}, not to {}",
                 self.expected
             )));
@@ -206,7 +202,7 @@ where
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let veto = Veto(format!(
+                    let veto = Veto::failed(format!(
                         "upstream body failed after {} bytes: {e}",
                         this.pos
                     ));
