@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::Path;
 
 /// The bundled popular-names list, compiled in.
-pub const BUILTIN_POPULAR: &str = include_str!("../../config/popular.toml");
+pub const BUILTIN_POPULAR: &str = include_str!("../../../config/popular.toml");
 
 /// The detector names a rule can give in `detector = "..."`.
 pub mod detector {
