@@ -26,7 +26,7 @@ use random::Bigrams;
 use similarity::flatten;
 use std::collections::{HashMap, HashSet};
 use targets::{TargetKind, Targets};
-use words::{NEAR_WORDS, WORDS};
+use words::{near_word_list, word_list};
 
 pub use popular::{
     AllowList, OfficialNames, PopularError, PopularNames, Publisher, SquatWords, BUILTIN_POPULAR,
@@ -204,13 +204,9 @@ impl NameInspector {
                 None => allow_exact.insert(a.clone()),
             };
         }
-        let words: HashSet<&'static str> = WORDS
-            .split_whitespace()
-            .chain(NEAR_WORDS.split_whitespace())
-            .collect();
+        let words: HashSet<&'static str> = word_list().chain(near_word_list()).collect();
         let model = Bigrams::train(
-            WORDS
-                .split_whitespace()
+            word_list()
                 .chain(official.iter().map(String::as_str))
                 .chain(publishers.keys().map(String::as_str))
                 .chain(publishers.values().flatten().map(String::as_str)),

@@ -2,7 +2,7 @@
 
 use super::random::{is_hex_like, Randomness};
 use super::similarity::{classify, neighbours, osa_within, skeleton, EditKind};
-use super::words::WORDS;
+use super::words::word_list;
 use super::*;
 use std::path::Path;
 use std::sync::LazyLock;
@@ -728,7 +728,7 @@ fn randomness_separates_random_strings_from_words() {
         found += usize::from(INSPECTOR.randomness(&s).is_some());
     }
     assert!(found >= 270, "{found}/300 random strings found");
-    let words: Vec<&str> = WORDS.split_whitespace().filter(|w| w.len() >= 3).collect();
+    let words: Vec<&str> = word_list().filter(|w| w.len() >= 3).collect();
     let mut flagged = Vec::new();
     for _ in 0..1000 {
         let a = words[(next() % words.len() as u64) as usize];
