@@ -525,14 +525,20 @@ impl Scanner {
         }
     }
 
-    /// The whole report: the worst image decides.
+    /// The whole report: the worst image decides; but a name that blocks on its own decides with
+    /// its own score, as a pull is refused on its name before anything is fetched.
     pub fn report(
         &self,
         image: String,
         name: Vec<Finding>,
         images: Vec<ImageVerdict>,
     ) -> ScanReport {
-        ScanReport::new(image, name, images, &self.rules.hash)
+        let (decision, score) = self.policy.judge.decide(&name);
+        let mut report = ScanReport::new(image, name, images, &self.rules.hash);
+        if decision == Decision::Block {
+            (report.decision, report.score) = (decision, score);
+        }
+        report
     }
 }
 

