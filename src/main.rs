@@ -1,5 +1,5 @@
 //! The `portcullis` command: `serve` the proxy, `scan` an image offline, `config check` a file,
-//! manage `override`s.
+//! manage `override`s, probe a running proxy's `health`.
 
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -45,6 +45,19 @@ enum Command {
         #[command(subcommand)]
         command: OverrideCommand,
     },
+    /// Ask a running proxy whether it is up: exit 0 when GET /healthz answers 200 within the
+    /// timeout, else 1 (for container health checks; the image has no curl).
+    Health(HealthArgs),
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// The URL to probe.
+    #[arg(long, default_value = "http://127.0.0.1:5000/healthz")]
+    url: String,
+    /// How long the whole request may take, e.g. 3s, 500ms.
+    #[arg(long, value_name = "DURATION", default_value = "3s")]
+    timeout: portcullis::config::HumanDuration,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +251,43 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Override { store, command } => override_command(&store, command),
+        Command::Health(args) => std::process::exit(health(&args)),
+    }
+}
+
+/// Runs `portcullis health`: 0 when the URL answers 200 within the timeout, else 1, with the
+/// reason on stderr (`docker inspect` shows it). Goes straight to the URL: no proxy from the
+/// environment, no redirects followed.
+fn health(args: &HealthArgs) -> i32 {
+    let probe = async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(args.timeout.0)
+            .build()?;
+        Ok::<_, reqwest::Error>(client.get(&args.url).send().await?.status())
+    };
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(probe)
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+        });
+    match status {
+        Ok(reqwest::StatusCode::OK) => {
+            println!("{}: 200 OK", args.url);
+            0
+        }
+        Ok(status) => {
+            eprintln!("portcullis health: {}: {status}", args.url);
+            1
+        }
+        Err(e) => {
+            eprintln!("portcullis health: {}: {e}", args.url);
+            1
+        }
     }
 }
 

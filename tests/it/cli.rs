@@ -165,3 +165,42 @@ fn a_config_file_may_leave_the_upstream_to_the_command_line() {
     let (ok, out) = check("[cache]\nenabled = false\n");
     assert!(!ok && out.contains("upstream"), "{out}");
 }
+
+/// `portcullis health` (the image's HEALTHCHECK): 0 only for a 200 from the URL, in time.
+#[test]
+fn health_exits_zero_only_when_the_proxy_answers_200() {
+    let health = |url: &str| {
+        let started = std::time::Instant::now();
+        let out = Command::new(PORTCULLIS)
+            .args(["health", "--timeout", "1s", "--url", url])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text, started.elapsed())
+    };
+    let p = Portcullis::start(&[]);
+    let (code, out, _) = health(&format!("{}/healthz", p.url()));
+    assert_eq!(code, Some(0), "{out}");
+    // Not 200: a path the proxy does not serve.
+    let (code, out, _) = health(&format!("{}/nothing-here", p.url()));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("404"), "{out}");
+    drop(p);
+    // Nothing listening.
+    let port = free_port();
+    let (code, out, _) = health(&format!("http://127.0.0.1:{port}/healthz"));
+    assert_eq!(code, Some(1), "{out}");
+    // Listening but never answering: the timeout ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (code, out, took) = health(&format!("http://{}/healthz", silent.local_addr().unwrap()));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    // A URL that cannot be requested at all is unhealthy too, with the reason.
+    let (code, out, _) = health("not a url");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not a url"), "{out}");
+}
