@@ -668,6 +668,67 @@ mod tests {
         panic!("the fill never ended");
     }
 
+    /// Refuses (as a policy block) once it has seen `at` bytes; counts every byte it is shown and
+    /// whether its end was judged.
+    struct Refuses {
+        at: usize,
+        seen: Arc<AtomicUsize>,
+        finished: Arc<AtomicUsize>,
+    }
+
+    impl BlobCheck for Refuses {
+        fn update(&mut self, chunk: &[u8]) -> Result<(), Veto> {
+            let before = self.seen.fetch_add(chunk.len(), Ordering::SeqCst);
+            if before < self.at && before + chunk.len() >= self.at {
+                return Err(Veto::blocked(crate::stream::Refusal {
+                    message: "blocked by portcullis: test".into(),
+                    rule: "test".into(),
+                    detail: serde_json::Value::Null,
+                }));
+            }
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), Veto> {
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_block_cuts_every_reader_at_once_and_the_checks_read_the_whole_blob() {
+        for (sent, digest_ok) in [(data(50_000), true), (data(49_000), false)] {
+            let s = setup(true);
+            let claimed = data(50_000);
+            let (seen, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let mut spec = spec(&s, &sent, &claimed, Duration::from_millis(1));
+            spec.checks.push(Box::new(Refuses {
+                at: 5_000,
+                seen: seen.clone(),
+                finished: finished.clone(),
+            }));
+            let key = spec.key.clone();
+            let Joined::Lead(lead) = s.fills.join(key.clone()).await else {
+                panic!("leads")
+            };
+            let (fill, reader) = Fill::start(lead, spec);
+            let (got, outcome) = read_all(reader, &fill).await;
+            assert!(got.len() < 10_000, "the reader stopped at the cut: {}", got.len());
+            assert!(matches!(outcome, Err(Veto::Blocked(_))), "{outcome:?}");
+            let end = fill.settled().await;
+            assert!(end.is_err());
+            // Read on to the end either way; judged only when the bytes were the blob.
+            assert_eq!(seen.load(Ordering::SeqCst), sent.len());
+            assert_eq!(finished.load(Ordering::SeqCst), usize::from(digest_ok));
+            if digest_ok {
+                assert!(matches!(end, Err(Veto::Blocked(_))), "{end:?}");
+            } else {
+                assert!(matches!(end, Err(Veto::Failed(_))), "{end:?}");
+            }
+            settled(&s.fills).await;
+            assert!(s.store.unwrap().open_blob(&key.1).is_none(), "nothing kept");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn followers_share_one_fetch_and_stream_before_it_ends() {
         let s = setup(true);
