@@ -609,22 +609,14 @@ fn expiry(expires_unix: Option<u64>) -> String {
     }
 }
 
-/// `30d`, `12h`, `90m`, `3600s`, `2w` as seconds.
+/// `30d`, `12h`, `90m`, `3600s`, `2w` (or `1w 2d`, as humantime reads them) as whole seconds.
 fn parse_duration(s: &str) -> Result<u64, String> {
-    let usage = || format!("{s:?}: write a number and a unit: s, m, h, d or w (e.g. 30d)");
-    let unit = match s.chars().last() {
-        Some('s') => 1,
-        Some('m') => 60,
-        Some('h') => 3600,
-        Some('d') => 86_400,
-        Some('w') => 7 * 86_400,
-        _ => return Err(usage()),
-    };
-    let n: u64 = s[..s.len() - 1].parse().map_err(|_| usage())?;
-    match n.checked_mul(unit) {
-        Some(0) => Err(format!("{s:?}: must be longer than zero")),
-        Some(secs) => Ok(secs),
-        None => Err(format!("{s:?}: too long")),
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!("{s:?}: {e}; write a number and a unit: s, m, h, d or w (e.g. 30d)")
+    })?;
+    match d.as_secs() {
+        0 => Err(format!("{s:?}: must be at least a second")),
+        secs => Ok(secs),
     }
 }
 
@@ -648,12 +640,13 @@ mod tests {
         assert_eq!(parse_duration("90m"), Ok(5400));
         assert_eq!(parse_duration("2w"), Ok(14 * 86_400));
         assert_eq!(parse_duration("5s"), Ok(5));
+        assert_eq!(parse_duration("1w 2d"), Ok(9 * 86_400));
+        assert_eq!(parse_duration("1.5d"), Ok(36 * 3600));
         for bad in [
             "",
             "30",
             "d",
             "-1d",
-            "1.5d",
             "0h",
             "30x",
             "99999999999999999999w",
