@@ -642,15 +642,7 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(5));
         assert_eq!(parse_duration("1w 2d"), Ok(9 * 86_400));
         assert_eq!(parse_duration("1.5d"), Ok(36 * 3600));
-        for bad in [
-            "",
-            "30",
-            "d",
-            "-1d",
-            "0h",
-            "30x",
-            "99999999999999999999w",
-        ] {
+        for bad in ["", "30", "d", "-1d", "0h", "30x", "99999999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

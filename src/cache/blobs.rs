@@ -41,13 +41,69 @@ struct Entry {
 }
 
 /// A committed blob opened for reading; it cannot be evicted while this lives.
+/// Threads that read cached blobs for every client together: a small fixed pool, so 200 slow
+/// clients of cached blobs cost no thread each (a read takes microseconds from the page cache; a
+/// client waits for its turn, not for a thread of its own).
+const READERS: usize = 4;
+
+/// A read for the pool: where, how much, and where the bytes go.
+type ReadJob = (
+    Arc<File>,
+    u64,
+    usize,
+    tokio::sync::oneshot::Sender<io::Result<bytes::Bytes>>,
+);
+
+fn readers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>> {
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<ReadJob>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<ReadJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..READERS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("cache-read-{n}"))
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((file, pos, len, reply)) = job else {
+                        return;
+                    };
+                    let mut buf = vec![0; len];
+                    let read = std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, pos)
+                        .map(|()| bytes::Bytes::from(buf));
+                    // The client may have gone away meanwhile.
+                    let _ = reply.send(read);
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a cache reader thread");
+            }
+        }
+        std::sync::Mutex::new(tx)
+    })
+}
+
+/// `len` bytes of `file` at `pos`, read by the cache's reader threads.
+pub async fn read_at(file: Arc<File>, pos: u64, len: usize) -> io::Result<bytes::Bytes> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    readers()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((file, pos, len, reply))
+        .map_err(|_| io::Error::other("no cache reader thread"))?;
+    answer
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("a cache reader thread failed")))
+}
+
 pub struct CachedBlob {
     pub file: File,
     pub size: u64,
-    _pin: Pin,
+    pub pin: Pin,
 }
 
-struct Pin {
+/// Keeps a cached blob from being evicted while it is read.
+pub struct Pin {
     store: Arc<BlobStore>,
     digest: Digest,
 }
@@ -187,7 +243,7 @@ impl BlobStore {
                 Some(CachedBlob {
                     file,
                     size,
-                    _pin: Pin {
+                    pin: Pin {
                         store: self.clone(),
                         digest: digest.clone(),
                     },

@@ -23,7 +23,6 @@ use futures_util::{Stream, StreamExt};
 use http::HeaderMap;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -382,13 +381,7 @@ impl Reader {
                 Next::Mem(b) => b,
                 Next::Disk(at, len) => {
                     let file = self.fill.file.clone().expect("bytes on disk have a file");
-                    let read = tokio::task::spawn_blocking(move || {
-                        let mut buf = vec![0; len as usize];
-                        file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(io::Error::other(e)));
-                    match read {
+                    match super::blobs::read_at(file, at, len as usize).await {
                         Ok(b) => b,
                         Err(e) => return Some(Err(e)),
                     }
@@ -712,7 +705,11 @@ mod tests {
             };
             let (fill, reader) = Fill::start(lead, spec);
             let (got, outcome) = read_all(reader, &fill).await;
-            assert!(got.len() < 10_000, "the reader stopped at the cut: {}", got.len());
+            assert!(
+                got.len() < 10_000,
+                "the reader stopped at the cut: {}",
+                got.len()
+            );
             assert!(matches!(outcome, Err(Veto::Blocked(_))), "{outcome:?}");
             let end = fill.settled().await;
             assert!(end.is_err());

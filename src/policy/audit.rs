@@ -3,7 +3,7 @@
 use crate::inspect::Decision;
 use serde::Serialize;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::time::SystemTime;
 
 /// One decision, as written to the audit log.
@@ -39,43 +39,98 @@ impl AuditRecord {
     }
 }
 
-/// Where audit lines go: stdout, a file (appended), or nowhere.
+/// Lines waiting for the writer. Past this many, `record` waits for the disk: an audit line is
+/// never dropped.
+const QUEUE: usize = 4096;
+
+/// Where audit lines go: stdout, a file (appended), or nowhere. Lines are written by a thread of
+/// their own, so a request never waits on the audit file's disk (unless [`QUEUE`] lines are
+/// already waiting).
 pub struct AuditLog {
-    sink: Option<Mutex<Box<dyn Write + Send>>>,
+    tx: Option<SyncSender<Msg>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Msg {
+    Line(Vec<u8>),
+    /// Answered once every line before it is written.
+    Flush(SyncSender<()>),
 }
 
 impl AuditLog {
     /// `"-"` is stdout, `""` is off, anything else a file path opened for appending.
     pub fn open(target: &str) -> std::io::Result<AuditLog> {
-        let sink: Option<Box<dyn Write + Send>> = match target {
-            "" => None,
-            "-" => Some(Box::new(std::io::stdout())),
-            path => Some(Box::new(
+        let mut sink: Box<dyn Write + Send> = match target {
+            "" => return Ok(AuditLog::off()),
+            "-" => Box::new(std::io::stdout()),
+            path => Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)?,
-            )),
+            ),
         };
+        let (tx, rx) = sync_channel::<Msg>(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || {
+                for msg in rx {
+                    match msg {
+                        Msg::Line(line) => {
+                            if let Err(e) = sink.write_all(&line).and_then(|()| sink.flush()) {
+                                tracing::error!(error = %e, "cannot write the audit log");
+                            }
+                        }
+                        Msg::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
         Ok(AuditLog {
-            sink: sink.map(Mutex::new),
+            tx: Some(tx),
+            writer: Some(writer),
         })
     }
 
     pub fn off() -> AuditLog {
-        AuditLog { sink: None }
+        AuditLog {
+            tx: None,
+            writer: None,
+        }
     }
 
-    /// Writes one line. A failing audit sink is logged, never fatal to the request.
+    fn send(&self, msg: Msg) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Queues one line. A failing audit sink is logged, never fatal to the request.
     pub fn record(&self, record: &AuditRecord) {
-        let Some(sink) = &self.sink else { return };
+        if self.tx.is_none() {
+            return;
+        }
         let Ok(mut line) = serde_json::to_vec(record) else {
             return;
         };
         line.push(b'\n');
-        let mut w = sink.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = w.write_all(&line).and_then(|()| w.flush()) {
-            tracing::error!(error = %e, "cannot write the audit log");
+        self.send(Msg::Line(line));
+    }
+
+    /// Waits until every line recorded so far is written.
+    pub fn flush(&self) {
+        let (done, wait) = sync_channel(1);
+        if self.send(Msg::Flush(done)) {
+            let _ = wait.recv();
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has written every line.
+        self.tx = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }
@@ -105,6 +160,7 @@ mod tests {
         };
         log.record(&rec);
         log.record(&rec);
+        log.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);

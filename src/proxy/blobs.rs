@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// Bytes read from a cached blob per read: small enough that 200 slow clients hold little memory
 /// (at most [`AHEAD`] reads each), large enough that a warm pull costs few system calls.
-const BLOCK: u64 = 256 * 1024;
+const BLOCK: u64 = 128 * 1024;
 /// Reads of a cached blob in flight ahead of the socket, so reading overlaps sending.
 const AHEAD: usize = 2;
 
@@ -32,8 +32,8 @@ impl PullThrough {
     ) -> Result<BlobReply> {
         if let Some(g) = &self.guard {
             if let Err(refusal) = g.check_blob(&req.route, &req.digest, &name, &req.who) {
-                if let (Some(c), true) = (&self.cache, g.judged_malicious(&req.digest)) {
-                    c.blobs.remove(&req.digest);
+                if g.judged_malicious(&req.digest) {
+                    self.drop_cached(&req.digest);
                 }
                 return Err(refusal.into());
             }
@@ -301,29 +301,23 @@ impl BlobCheck for VerdictCheck {
     }
 }
 
-/// `len` bytes of a cached blob from `start`, each [`BLOCK`] read by a short task on the blocking
-/// pool, [`AHEAD`] of them in flight. No thread is held between reads, so a slow client costs at
-/// most `AHEAD` blocks of memory and no thread. The blob stays pinned (not evictable) until the
-/// stream is dropped.
+/// `len` bytes of a cached blob from `start`, each [`BLOCK`] read by the cache's bounded readers,
+/// [`AHEAD`] of them in flight. No thread is held between reads, so a slow client costs at most
+/// `AHEAD` blocks of memory and no thread. The blob stays pinned (not evictable) until the stream
+/// is dropped.
 fn file_stream(
     cached: CachedBlob,
     start: u64,
     len: u64,
 ) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send {
-    let cached = Arc::new(cached);
+    let file = Arc::new(cached.file);
+    // Unpinned (evictable again) when the stream is dropped.
+    let pin = Arc::new(cached.pin);
     let end = start + len;
     let blocks = (start..end).step_by(BLOCK as usize).map(move |pos| {
-        let cached = cached.clone();
+        let (file, _pin) = (file.clone(), pin.clone());
         let n = (end - pos).min(BLOCK) as usize;
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0; n];
-                std::os::unix::fs::FileExt::read_exact_at(&cached.file, &mut buf, pos)
-                    .map(|()| Bytes::from(buf))
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        }
+        async move { crate::cache::blobs::read_at(file, pos, n).await }
     });
     futures_util::stream::iter(blocks).buffered(AHEAD)
 }

@@ -65,7 +65,7 @@ impl PullThrough {
                     .await?;
             }
             if !cached {
-                self.keep_manifest(&req.route, None, &child_reply);
+                self.keep_manifest(&req.route, None, &child_reply).await;
             }
         }
         Ok(())
@@ -136,10 +136,8 @@ impl PullThrough {
             &req.who,
         );
         // The config of a malicious image is not kept (audit mode still serves it).
-        if let Some(cache) = &self.cache {
-            if guard.judged_malicious(&blobs.config) {
-                cache.blobs.remove(&blobs.config);
-            }
+        if guard.judged_malicious(&blobs.config) {
+            self.drop_cached(&blobs.config);
         }
         judged?;
         Ok(())

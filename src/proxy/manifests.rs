@@ -136,7 +136,16 @@ impl PullThrough {
                 Ok(Some(d)) if d == record.digest => {
                     let mut record = record.clone();
                     record.checked = crate::cache::manifests::unix_now();
-                    if let Err(e) = cache.manifests.put_tag(host, &route.repo, tag, &record) {
+                    let (cache, host, repo, tag) =
+                        (cache.clone(), host.clone(), route.repo.clone(), tag.clone());
+                    let written = record.clone();
+                    // An fsync: on the blocking pool, awaited while this request holds the tag's
+                    // gate, so the pulls waiting on it find the record refreshed.
+                    let put = tokio::task::spawn_blocking(move || {
+                        cache.manifests.put_tag(&host, &repo, &tag, &written)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = put {
                         tracing::warn!(error = %e, "cannot record a tag check");
                     }
                     metrics::MANIFEST_HITS.inc();
@@ -147,7 +156,11 @@ impl PullThrough {
                 Err(e) if upstream_down(&e) => return Ok((stale(route, tag, record, m, &e), true)),
                 Err(e) => {
                     if matches!(e, Error::Upstream { status: 404, .. }) {
-                        cache.manifests.remove_tag(host, &route.repo, tag);
+                        let (cache, host, repo, tag) =
+                            (cache.clone(), host.clone(), route.repo.clone(), tag.clone());
+                        tokio::task::spawn_blocking(move || {
+                            cache.manifests.remove_tag(&host, &repo, &tag)
+                        });
                     }
                     return Err(e);
                 }
@@ -188,27 +201,45 @@ impl PullThrough {
             .and_then(|v| v.parse().ok()))
     }
 
-    /// Keeps a manifest that was fetched and judged (and the tag it was asked by).
-    pub(super) fn keep_manifest(&self, route: &Route, tag: Option<&Tag>, reply: &ManifestReply) {
-        let Some(cache) = &self.cache else {
+    /// Keeps a manifest that was fetched and judged (and the tag it was asked by). The writes
+    /// (and their fsync) run on the blocking pool, never on an async worker.
+    pub(super) async fn keep_manifest(
+        &self,
+        route: &Route,
+        tag: Option<&Tag>,
+        reply: &ManifestReply,
+    ) {
+        let Some(cache) = self.cache.clone() else {
             return;
         };
         let m = Manifest {
             media_type: reply.media_type.clone(),
             bytes: reply.bytes.clone(),
         };
-        let mut result = cache.manifests.put(&reply.digest, &m);
-        if let (Ok(()), Some(tag)) = (&result, tag) {
+        let digest = reply.digest.clone();
+        let tag_record = tag.map(|tag| {
             let record = TagRecord {
                 digest: reply.digest.clone(),
                 media_type: reply.media_type.clone(),
                 checked: crate::cache::manifests::unix_now(),
             };
-            result = cache
-                .manifests
-                .put_tag(&route.upstream.host, &route.repo, tag, &record);
-        }
-        if let Err(e) = result {
+            (
+                route.upstream.host.clone(),
+                route.repo.clone(),
+                tag.clone(),
+                record,
+            )
+        });
+        let written = tokio::task::spawn_blocking(move || {
+            cache.manifests.put(&digest, &m)?;
+            if let Some((host, repo, tag, record)) = tag_record {
+                cache.manifests.put_tag(&host, &repo, &tag, &record)?;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
             metrics::CACHE_WRITE_ERRORS.inc();
             tracing::error!(digest = %reply.digest, error = %e, "cache write failed: serving uncached");
         }

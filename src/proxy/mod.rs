@@ -147,6 +147,14 @@ impl PullThrough {
         self
     }
 
+    /// Deletes a cached blob judged malicious, on the blocking pool.
+    fn drop_cached(&self, digest: &Digest) {
+        if let Some(cache) = self.cache.clone() {
+            let digest = digest.clone();
+            tokio::task::spawn_blocking(move || cache.blobs.remove(&digest));
+        }
+    }
+
     /// `method <rest>` on the route's upstream: a success, or the error it means for the client.
     async fn get(
         &self,
@@ -189,7 +197,7 @@ impl Registry for PullThrough {
                 Reference::Tag(t) => Some(t),
                 Reference::Digest(_) => None,
             };
-            self.keep_manifest(&req.route, tag, &reply);
+            self.keep_manifest(&req.route, tag, &reply).await;
         }
         Ok(reply)
     }

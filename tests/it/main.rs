@@ -2,6 +2,7 @@
 //! One test binary, so the crate and the harness are compiled once.
 
 mod auth;
+mod bounded;
 mod cache;
 mod cache_faults;
 mod cli;
