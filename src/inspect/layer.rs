@@ -481,4 +481,4 @@ impl LayerInspector {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

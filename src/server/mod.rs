@@ -5,6 +5,9 @@ pub mod error;
 pub mod handlers;
 pub mod path;
 
+#[cfg(test)]
+mod tests;
+
 use crate::proxy::{Error, Registry};
 use crate::upstream::Upstreams;
 use axum::body::Body;

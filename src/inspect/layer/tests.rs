@@ -95,7 +95,7 @@ impl Layer {
     }
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()
@@ -191,7 +191,7 @@ fn xmrig_config(wallet: &str) -> String {
     )
 }
 
-fn malicious_layer() -> Vec<u8> {
+pub(crate) fn malicious_layer() -> Vec<u8> {
     let wallet = made_up_address(18, 11, 64);
     let miner = fake_elf(
         31,
