@@ -9,7 +9,6 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
