@@ -1,6 +1,6 @@
 //! Reputation: Docker Hub's metadata (pull count, age, stars) for repositories on docker.io. A poor
 //! reputation raises the score of a name that is already suspicious; it never blocks alone
-//! ([`crate::policy::Policy::decide`] counts reputation at most as much as the other evidence).
+//! ([`crate::judge::Judge::decide`] counts reputation at most as much as the other evidence).
 //!
 //! [`ReputationInspector`] is pure: metadata in, findings out. [`Reputation`] is the I/O around it:
 //! `GET {api_url}/v2/repositories/{namespace}/{repo}/` under a timeout, remembered per repository in

@@ -4,8 +4,8 @@
 //!
 //! The sources ([`layout`], [`archive`], [`remote`]) only find and read blobs; every layer is
 //! streamed through a [`LayerInspector`] (digest checked on the way) and never kept whole.
-//! [`Scanner::judge`] then prices name, config and layer findings together with
-//! [`Policy::decide`], raising findings in the files the entrypoint runs as the guard does.
+//! [`Scanner::judge`] then hands name, config and layer findings to the proxy's own judge
+//! ([`crate::judge`]), so a scan decides as a pull does.
 
 pub mod archive;
 pub mod layout;

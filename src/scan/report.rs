@@ -53,7 +53,7 @@ pub struct ImageSummary {
     /// Layers inspected.
     pub layers: usize,
     pub decision: Decision,
-    /// Name, config and layer findings together, as [`crate::policy::Policy::decide`] prices them.
+    /// Name, config and layer findings together, as [`crate::judge::Judge::decide`] prices them.
     pub score: f64,
 }
 
