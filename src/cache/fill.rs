@@ -154,6 +154,9 @@ pub struct Fill {
     pub size: Option<u64>,
     /// Upstream headers passed on to clients.
     pub headers: HeaderMap,
+    /// What the fill's checks hand their judgement to, for every reader: the cache carries it
+    /// and never looks inside.
+    pub attachment: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 struct State {
@@ -212,6 +215,8 @@ pub struct FillSpec {
     pub keep: Box<dyn FnOnce() -> bool + Send>,
     /// Called once the fill has ended, with its outcome (after the verdict was stored).
     pub on_end: Option<crate::stream::OnEnd>,
+    /// Handed to every reader ([`Fill::attachment`]).
+    pub attachment: Option<Arc<dyn std::any::Any + Send + Sync>>,
     pub timeout: Duration,
 }
 
@@ -257,6 +262,7 @@ impl Fill {
             file: temp.as_ref().map(|t| t.file.clone()),
             size: spec.size,
             headers: spec.headers,
+            attachment: spec.attachment,
         });
         let reader = fill.reader();
         let task = Task {
@@ -639,6 +645,7 @@ mod tests {
             store: s.store.clone(),
             keep: Box::new(|| true),
             on_end: None,
+            attachment: None,
             timeout: Duration::from_secs(30),
         }
     }

@@ -339,7 +339,85 @@ impl Guard {
             .collect()
     }
 
-    /// Refuses a blob with a block verdict, or one that only images blocked under this name use.
+    /// Plans one blob request before a byte is fetched: refused now (a block verdict, a deny
+    /// override, or every image using it blocked under this name), or served with the checks the
+    /// plan carries. The layer's judgement, when this request makes it, reaches every client of
+    /// the blob through the plan's slot, not through the store.
+    pub fn plan_blob(
+        self: &Arc<Self>,
+        route: &Route,
+        digest: &Digest,
+        name: &NameVerdict,
+        who: &Who,
+    ) -> Result<BlobPlan, Refusal> {
+        let subject = format!("{}@{digest}", Self::qualified(route));
+        let mode = self
+            .policy
+            .mode_for(&route.upstream.host, route.repo.as_str());
+        let terms = Terms {
+            guard: self.clone(),
+            route: route.clone(),
+            digest: digest.clone(),
+            name: name.clone(),
+            who: who.clone(),
+            enforce: mode == Mode::Enforce,
+        };
+        let override_ = self.overridden(route, Some(digest), &subject);
+        let terms = match override_ {
+            Some(Err(refusal)) => return Err(refusal),
+            // An allow override serves the blob whatever it holds: it is still judged (and the
+            // verdict recorded) but never cut.
+            Some(Ok(())) => Terms {
+                enforce: false,
+                ..terms
+            },
+            None => terms,
+        };
+        let own = self.current(Subject::Blob(digest));
+        let images = self.store.images_with_blob(digest).unwrap_or_default();
+        if terms.enforce {
+            if let Some(v) = own.as_ref().filter(|v| v.decision == Decision::Block) {
+                return Err(self.refuse_blob(route, who, digest, &subject, v));
+            }
+            if let Some(v) = self.blocked_images(&images, name) {
+                let subject = format!("{subject} (used only by blocked images)");
+                return Err(self.refuse_blob(route, who, digest, &subject, &v));
+            }
+        }
+        // A blob judged under the current rules is not judged again (its bytes are still checked
+        // against its digest); an image's config was judged with its manifest.
+        let is_config = images
+            .iter()
+            .any(|m| matches!(self.store.image_blobs(m), Ok(Some(b)) if &b.config == digest));
+        if own.is_some() || is_config {
+            return Ok(BlobPlan {
+                inspect: None,
+                slot: None,
+                terms,
+            });
+        }
+        let slot = Arc::new(LayerSlot::default());
+        let inspector = LayerInspector::with_layer_rules(
+            self.layer_rules.clone(),
+            Compression::Auto,
+            self.limits,
+            Some(digest.to_string()),
+        );
+        Ok(BlobPlan {
+            inspect: Some(Box::new(GuardedLayer {
+                inspector: Some(inspector),
+                terms: terms.clone(),
+                slot: slot.clone(),
+                seen_version: 0,
+                cut: false,
+            })),
+            slot: Some(slot),
+            terms,
+        })
+    }
+
+    /// Refuses a blob with a block verdict, or one that only images blocked under this name use
+    /// (from the store: for a client whose blob was judged by nobody it could hear from).
     pub fn check_blob(
         &self,
         route: &Route,
@@ -362,7 +440,8 @@ impl Guard {
                 return Err(self.refuse_blob(route, who, digest, &subject, &v));
             }
         }
-        match self.blocked_images(digest, name) {
+        let images = self.store.images_with_blob(digest).unwrap_or_default();
+        match self.blocked_images(&images, name) {
             Some(v) => Err(self.refuse_blob(
                 route,
                 who,
@@ -374,19 +453,32 @@ impl Guard {
         }
     }
 
-    /// When every image known to use `digest` is blocked under `name`: the verdict of one of them.
-    fn blocked_images(&self, digest: &Digest, name: &NameVerdict) -> Option<Verdict> {
-        let images = self.store.images_with_blob(digest).unwrap_or_default();
+    /// When every image in `images` is blocked under `name`: the verdict of one of them.
+    fn blocked_images(&self, images: &[Digest], name: &NameVerdict) -> Option<Verdict> {
+        let contents: Vec<Option<Verdict>> = images
+            .iter()
+            .map(|image| self.current(Subject::Manifest(image)))
+            .collect();
+        // An image not judged yet may well be served: it keeps the blob servable.
+        if contents.iter().any(Option::is_none) {
+            return None;
+        }
+        self.all_blocked(contents.iter().flatten(), name)
+    }
+
+    /// When every content verdict is blocked under `name` (and there is one): one of them.
+    fn all_blocked<'a>(
+        &self,
+        contents: impl Iterator<Item = &'a Verdict>,
+        name: &NameVerdict,
+    ) -> Option<Verdict> {
         let mut blocked_by = None;
-        for image in &images {
-            let v = self
-                .current(Subject::Manifest(image))
-                .map(|content| self.under_name(name, &content));
-            match v {
-                Some(v) if v.decision == Decision::Block => blocked_by = Some(v),
-                // One image that may use it is enough to serve it.
-                _ => return None,
+        for content in contents {
+            let v = self.under_name(name, content);
+            if v.decision != Decision::Block {
+                return None;
             }
+            blocked_by = Some(v);
         }
         blocked_by
     }
@@ -398,7 +490,8 @@ impl Guard {
         if matches!(self.current(Subject::Blob(digest)), Some(v) if v.decision == Decision::Block) {
             return true;
         }
-        self.blocked_images(digest, &NameVerdict::default())
+        let images = self.store.images_with_blob(digest).unwrap_or_default();
+        self.blocked_images(&images, &NameVerdict::default())
             .is_some()
     }
 
@@ -422,76 +515,19 @@ impl Guard {
         judge::refusal(subject, v)
     }
 
-    /// The check that judges a blob while it streams, or `None` when there is nothing to judge
-    /// (the image's config blob, which was judged with its manifest, or a blob judged before).
-    pub fn layer_check(
-        self: &Arc<Self>,
-        route: &Route,
-        digest: &Digest,
-        name: &NameVerdict,
-        who: &Who,
-    ) -> Option<Box<dyn BlobCheck>> {
-        if self.is_config_blob(digest) {
-            return None;
-        }
-        // A blob judged under the current rules is not judged again: its bytes are still checked
-        // against its digest, and `check_blob` has already refused it if its verdict is a block.
-        if self.current(Subject::Blob(digest)).is_some() {
-            return None;
-        }
-        let mode = self
-            .policy
-            .mode_for(&route.upstream.host, route.repo.as_str());
-        // An allow override serves the layer whatever it holds: it is still judged (and the
-        // verdict recorded) but never cut. A deny override was refused by `check_blob` already.
-        let allowed = matches!(
-            self.overridden(route, Some(digest), &digest.to_string()),
-            Some(Ok(()))
-        );
-        let inspector = LayerInspector::with_layer_rules(
-            self.layer_rules.clone(),
-            Compression::Auto,
-            self.limits,
-            Some(digest.to_string()),
-        );
-        Some(Box::new(GuardedLayer {
-            inspector: Some(inspector),
-            guard: self.clone(),
-            route: route.clone(),
-            digest: digest.clone(),
-            name: name.clone(),
-            who: who.clone(),
-            enforce: mode == Mode::Enforce && !allowed,
-            seen_version: 0,
-            cut: false,
-        }))
-    }
-
-    fn is_config_blob(&self, digest: &Digest) -> bool {
-        self.store
-            .images_with_blob(digest)
-            .unwrap_or_default()
-            .iter()
-            .any(|m| matches!(self.store.image_blobs(m), Ok(Some(b)) if &b.config == digest))
-    }
-
-    /// Stores a layer's verdict, judges again every image that uses it, and returns the verdict to
-    /// refuse the layer with under `name`: its own block, or the block of every image using it.
-    /// Called only for a layer read to its end whose bytes hashed to its digest.
-    fn record_layer(
-        &self,
-        route: &Route,
-        digest: &Digest,
-        name: &NameVerdict,
-        who: &Who,
-        report: LayerReport,
-    ) -> Option<Verdict> {
-        let found = self.judge().layer_findings(report, &digest.to_string())?;
+    /// Stores a layer's verdict and judges again every image that uses it. Called only for a
+    /// layer read to its end whose bytes hashed to its digest. `None` for a blob that is not a
+    /// layer.
+    fn record_layer(&self, terms: &Terms, report: LayerReport) -> LayerOutcome {
+        let digest = &terms.digest;
+        let Some(found) = self.judge().layer_findings(report, &digest.to_string()) else {
+            return LayerOutcome::default();
+        };
         let verdict = self.stamp(self.judge().findings(found));
         self.put(Subject::Blob(digest), &verdict);
         let asked = |subject, digest: &Digest| Asked {
-            route,
-            who,
+            route: &terms.route,
+            who: &terms.who,
             subject,
             reference: None,
             digest: Some(digest.to_string()),
@@ -499,30 +535,143 @@ impl Guard {
         self.record(asked("blob", digest), &verdict, true);
         // The layer counts together with the rest of each image that uses it (its config and its
         // other layers), so evidence spread over several layers adds up.
-        let images = self.store.images_with_blob(digest).unwrap_or_default();
-        let mut every_image_blocked = !images.is_empty();
-        let mut image_block = None;
-        for image in images {
+        let mut images = Vec::new();
+        let mut unknown = false;
+        for image in self.store.images_with_blob(digest).unwrap_or_default() {
             let Ok(Some(blobs)) = self.store.image_blobs(&image) else {
-                every_image_blocked = false;
+                unknown = true;
                 continue;
             };
             let content = self.stamp(self.content(&blobs));
             self.put(Subject::Manifest(&image), &content);
-            let v = self.under_name(name, &content);
+            let v = self.under_name(&terms.name, &content);
             self.record(asked("manifest", &image), &v, true);
-            if v.decision == Decision::Block {
-                image_block = Some(v);
-            } else {
-                every_image_blocked = false;
-            }
+            images.push(content);
         }
-        if verdict.decision == Decision::Block {
-            Some(verdict)
-        } else if every_image_blocked {
-            image_block
-        } else {
-            None
+        LayerOutcome {
+            layer: Some(verdict),
+            images,
+            unknown,
+        }
+    }
+
+    /// The verdict to refuse a judged layer with under `name`: its own block, or the block of
+    /// every image using it.
+    fn refusing(&self, outcome: &LayerOutcome, name: &NameVerdict) -> Option<Verdict> {
+        let layer = outcome.layer.as_ref()?;
+        if layer.decision == Decision::Block {
+            return Some(layer.clone());
+        }
+        if outcome.unknown {
+            return None;
+        }
+        self.all_blocked(outcome.images.iter(), name)
+    }
+}
+
+/// What judging a layer found: its own verdict (none for a blob that is not a layer) and the
+/// content verdicts of the images using it, judged again with it.
+#[derive(Debug, Clone, Default)]
+pub struct LayerOutcome {
+    layer: Option<Verdict>,
+    images: Vec<Verdict>,
+    /// An image using it whose record could not be read: it keeps the blob servable.
+    unknown: bool,
+}
+
+/// Where a layer's judgement arrives, once, for every client reading the blob: set by the check
+/// that judged it (before the fill's outcome is published), read by each client's tail check and
+/// by the fill's decision to keep the blob.
+#[derive(Debug, Default)]
+pub struct LayerSlot(std::sync::OnceLock<LayerOutcome>);
+
+impl LayerSlot {
+    pub fn get(&self) -> Option<&LayerOutcome> {
+        self.0.get()
+    }
+}
+
+/// One client's terms: the name it asked by, whether its blocks are enforced (its mode, no
+/// allow override), and who it is.
+#[derive(Clone)]
+struct Terms {
+    guard: Arc<Guard>,
+    route: Route,
+    digest: Digest,
+    name: NameVerdict,
+    who: Who,
+    enforce: bool,
+}
+
+/// What the guard decided for one blob request.
+pub struct BlobPlan {
+    /// Judges the layer as it streams (run it on the inspector pool); `None` when there is
+    /// nothing to judge: an image config (judged with its manifest), a blob judged before.
+    pub inspect: Option<Box<dyn BlobCheck>>,
+    slot: Option<Arc<LayerSlot>>,
+    terms: Terms,
+}
+
+impl BlobPlan {
+    /// Where this plan's inspection hands its judgement (`None` without an inspection).
+    pub fn slot(&self) -> Option<Arc<LayerSlot>> {
+        self.slot.clone()
+    }
+
+    /// The check at this client's tail, for a blob whose judgement arrives in `slot` (this plan's,
+    /// or that of the fetch the client joined). Without a slot, the judgement was known when the
+    /// request was planned (or is read from the store, for a fetch judged by nobody it can hear).
+    pub fn tail_check(&self, slot: Option<Arc<LayerSlot>>) -> Box<dyn BlobCheck> {
+        Box::new(TailCheck {
+            terms: self.terms.clone(),
+            slot,
+        })
+    }
+
+    /// Asked at the end of a fill this plan leads: whether the blob may be kept in the cache (not
+    /// judged malicious, in any mode).
+    pub fn keep(&self) -> Box<dyn FnOnce() -> bool + Send> {
+        let guard = self.terms.guard.clone();
+        let digest = self.terms.digest.clone();
+        match self.slot.clone() {
+            Some(slot) => Box::new(move || match slot.get() {
+                Some(outcome) => guard.refusing(outcome, &NameVerdict::default()).is_none(),
+                None => !guard.judged_malicious(&digest),
+            }),
+            None => Box::new(move || !guard.judged_malicious(&digest)),
+        }
+    }
+}
+
+/// Refuses the tail of a blob whose judgement blocks it under this client's name.
+struct TailCheck {
+    terms: Terms,
+    slot: Option<Arc<LayerSlot>>,
+}
+
+impl BlobCheck for TailCheck {
+    fn update(&mut self, _: &[u8]) -> Result<(), Veto> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Veto> {
+        let t = &self.terms;
+        match self.slot.as_ref().and_then(|s| s.get()) {
+            Some(outcome) => match t.guard.refusing(outcome, &t.name) {
+                Some(v) if t.enforce => {
+                    let subject = format!("{}@{}", Guard::qualified(&t.route), t.digest);
+                    Err(Veto::blocked(
+                        t.guard
+                            .refuse_blob(&t.route, &t.who, &t.digest, &subject, &v),
+                    ))
+                }
+                _ => Ok(()),
+            },
+            // Judged before this request, or by a fetch that left no slot: the store knows.
+            None => t
+                .guard
+                .check_blob(&t.route, &t.digest, &t.name, &t.who)
+                .map_err(Veto::blocked),
         }
     }
 }
@@ -532,12 +681,8 @@ impl Guard {
 /// and stored only once its bytes hashed to its digest (its `finish` runs after the digest check).
 struct GuardedLayer {
     inspector: Option<LayerInspector>,
-    guard: Arc<Guard>,
-    route: Route,
-    digest: Digest,
-    name: NameVerdict,
-    who: Who,
-    enforce: bool,
+    terms: Terms,
+    slot: Arc<LayerSlot>,
     seen_version: u64,
     /// The clients were told to stop: nothing more to say until the end.
     cut: bool,
@@ -549,7 +694,7 @@ impl BlobCheck for GuardedLayer {
             return Ok(());
         };
         inspector.update(chunk);
-        if !self.enforce || self.cut {
+        if !self.terms.enforce || self.cut {
             return Ok(());
         }
         let version = inspector.findings_version();
@@ -557,31 +702,28 @@ impl BlobCheck for GuardedLayer {
             return Ok(());
         }
         self.seen_version = version;
-        let block_score = self.guard.judge().block_score;
-        if inspector.score() < block_score {
+        let guard = &self.terms.guard;
+        if inspector.score() < guard.judge().block_score {
             return Ok(());
         }
         self.cut = true;
-        let so_far = self.guard.judge().findings(inspector.findings_so_far());
-        let verdict = self.guard.stamp(so_far);
-        let subject = format!("layer {}", self.digest);
-        Err(Veto::blocked(judge::refusal(&subject, &verdict)))
+        let so_far = guard.stamp(guard.judge().findings(inspector.findings_so_far()));
+        let subject = format!("layer {}", self.terms.digest);
+        Err(Veto::blocked(judge::refusal(&subject, &so_far)))
     }
 
     fn finish(&mut self) -> Result<(), Veto> {
         let Some(inspector) = self.inspector.take() else {
             return Ok(());
         };
-        let refuse = self.guard.record_layer(
-            &self.route,
-            &self.digest,
-            &self.name,
-            &self.who,
-            inspector.finish(),
-        );
+        let guard = self.terms.guard.clone();
+        let outcome = guard.record_layer(&self.terms, inspector.finish());
+        let refuse = guard.refusing(&outcome, &self.terms.name);
+        // Every client reading this blob learns the judgement from here, not from the store.
+        let _ = self.slot.0.set(outcome);
         match refuse {
-            Some(v) if self.enforce => Err(Veto::blocked(judge::refusal(
-                &format!("layer {}", self.digest),
+            Some(v) if self.terms.enforce => Err(Veto::blocked(judge::refusal(
+                &format!("layer {}", self.terms.digest),
                 &v,
             ))),
             _ => Ok(()),

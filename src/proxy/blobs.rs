@@ -6,7 +6,7 @@ use super::{BlobBody, BlobReply, BlobRequest, Error, PullThrough, Result};
 use crate::cache::{CachedBlob, Fill, FillSpec, Joined, Reader};
 use crate::metrics;
 use crate::oci::Digest;
-use crate::policy::guard::{Guard, NameVerdict, Who};
+use crate::policy::guard::{BlobPlan, LayerSlot, NameVerdict};
 use crate::stream::offload::DEFAULT_CAPACITY;
 use crate::stream::{BlobCheck, DigestCheck, TailHold, Veto, Window};
 use crate::upstream::client::idle_body;
@@ -23,6 +23,9 @@ const BLOCK: u64 = 128 * 1024;
 /// Reads of a cached blob in flight ahead of the socket, so reading overlaps sending.
 const AHEAD: usize = 2;
 
+/// The judgement slot a fill carries for its readers.
+type Attachment = Arc<dyn std::any::Any + Send + Sync>;
+
 impl PullThrough {
     /// Serves a blob to a client whose name judgement is `name`.
     pub(super) async fn serve_blob(
@@ -30,18 +33,22 @@ impl PullThrough {
         req: BlobRequest,
         name: NameVerdict,
     ) -> Result<BlobReply> {
-        if let Some(g) = &self.guard {
-            if let Err(refusal) = g.check_blob(&req.route, &req.digest, &name, &req.who) {
-                if g.judged_malicious(&req.digest) {
-                    self.drop_cached(&req.digest);
+        let mut plan = match &self.guard {
+            Some(g) => match g.plan_blob(&req.route, &req.digest, &name, &req.who) {
+                Ok(plan) => Some(plan),
+                Err(refusal) => {
+                    if g.judged_malicious(&req.digest) {
+                        self.drop_cached(&req.digest);
+                    }
+                    return Err(refusal.into());
                 }
-                return Err(refusal.into());
-            }
-        }
+            },
+            None => None,
+        };
         if let Some(cache) = &self.cache {
             if let Some(cached) = cache.blobs.open_blob(&req.digest) {
                 metrics::BLOB_HITS.inc();
-                return self.serve_cached(req, cached, &name).await;
+                return self.serve_cached(req, cached, plan).await;
             }
             metrics::BLOB_MISSES.inc();
         }
@@ -61,7 +68,7 @@ impl PullThrough {
         // The whole blob is always fetched: its digest can only be checked over all of it, so a
         // range is cut out of the verified stream rather than asked of the upstream.
         let (fill, reader) = self
-            .open_fill(&req.route, &req.digest, &name, &req.who, true)
+            .open_fill(&req.route, &req.digest, plan.as_mut())
             .await?;
         let size = fill.size;
         let window = match (req.range, size) {
@@ -71,7 +78,8 @@ impl PullThrough {
             _ => None,
         };
         let headers = fill.headers.clone();
-        let body = self.read_fill(&req, fill, reader, window, name).await?;
+        let tail = tail_check(plan.as_ref(), &fill);
+        let body = self.read_fill(&req, fill, reader, window, tail).await?;
         Ok(BlobReply {
             digest: req.digest,
             size,
@@ -92,18 +100,10 @@ impl PullThrough {
         fill: Arc<Fill>,
         reader: Reader,
         window: Option<(u64, u64)>,
-        name: NameVerdict,
+        tail: Option<Box<dyn BlobCheck>>,
     ) -> Result<BlobBody> {
         let mut checks = vec![fill.outcome()];
-        if let Some(g) = &self.guard {
-            checks.push(Box::new(VerdictCheck {
-                guard: g.clone(),
-                route: req.route.clone(),
-                digest: req.digest.clone(),
-                name,
-                who: req.who.clone(),
-            }));
-        }
+        checks.extend(tail);
         let mut body = TailHold::new(Box::pin(reader.into_stream()), checks, Window::of(window));
         let first = match body.next().await {
             Some(Ok(chunk)) => Some(chunk),
@@ -131,15 +131,13 @@ impl PullThrough {
     }
 
     /// Joins the fetch of a blob under way, or starts it: `GET` from the upstream, every check
-    /// (digest; with `inspect`, the layer's inspection on the inspector pool) on the fill's task,
-    /// kept in the cache when it passes. Returns the fill and a reader from its first byte.
+    /// (digest; the inspection `plan` carries, on the inspector pool) on the fill's task, kept in
+    /// the cache when it passes. Returns the fill and a reader from its first byte.
     pub(super) async fn open_fill(
         &self,
         route: &Route,
         digest: &Digest,
-        name: &NameVerdict,
-        who: &Who,
-        inspect: bool,
+        plan: Option<&mut BlobPlan>,
     ) -> Result<(Arc<Fill>, Reader)> {
         let key = (route.upstream.host.clone(), digest.clone());
         let lead = match self.fills.join(key.clone()).await {
@@ -155,11 +153,7 @@ impl PullThrough {
         let size = content_length(response.headers());
         let mut checks: Vec<Box<dyn BlobCheck>> =
             vec![Box::new(DigestCheck::new(digest.clone(), size))];
-        if inspect {
-            checks.extend(self.inspection(route, digest, name, who));
-        }
-        let guard = self.guard.clone();
-        let d = digest.clone();
+        let (keep, attachment) = self.judging(digest, plan, &mut checks);
         Ok(Fill::start(
             lead,
             FillSpec {
@@ -169,24 +163,34 @@ impl PullThrough {
                 headers,
                 checks,
                 store: self.cache.as_ref().map(|c| c.blobs.clone()),
-                keep: Box::new(move || guard.is_none_or(|g| !g.judged_malicious(&d))),
+                keep,
                 on_end: None,
+                attachment,
                 timeout: self.fill_timeout,
             },
         ))
     }
 
-    /// The layer inspection of a blob, on the inspector pool, when there is one to run.
-    fn inspection(
+    /// What a fill led under `plan` adds: the inspection (on the inspector pool) to `checks`, the
+    /// decision to keep the blob, and the slot its judgement arrives in for every reader.
+    fn judging(
         &self,
-        route: &Route,
         digest: &Digest,
-        name: &NameVerdict,
-        who: &Who,
-    ) -> Option<Box<dyn BlobCheck>> {
-        let (guard, pool) = (self.guard.as_ref()?, self.inspectors.as_ref()?);
-        let check = guard.layer_check(route, digest, name, who)?;
-        Some(Box::new(pool.offload(check, DEFAULT_CAPACITY)))
+        plan: Option<&mut BlobPlan>,
+        checks: &mut Vec<Box<dyn BlobCheck>>,
+    ) -> (Box<dyn FnOnce() -> bool + Send>, Option<Attachment>) {
+        let Some(plan) = plan else {
+            let (guard, d) = (self.guard.clone(), digest.clone());
+            return (
+                Box::new(move || guard.is_none_or(|g| !g.judged_malicious(&d))),
+                None,
+            );
+        };
+        if let (Some(check), Some(pool)) = (plan.inspect.take(), &self.inspectors) {
+            checks.push(Box::new(pool.offload(check, DEFAULT_CAPACITY)));
+        }
+        let attachment = plan.slot().map(|s| s as Attachment);
+        (plan.keep(), attachment)
     }
 
     /// A blob from the cache. Its bytes were verified when they were committed; a blob without a
@@ -197,7 +201,7 @@ impl PullThrough {
         &self,
         req: BlobRequest,
         cached: CachedBlob,
-        name: &NameVerdict,
+        mut plan: Option<BlobPlan>,
     ) -> Result<BlobReply> {
         let size = cached.size;
         let window = match req.range {
@@ -214,26 +218,28 @@ impl PullThrough {
         if req.head {
             return Ok(reply);
         }
-        let Some(check) = self.inspection(&req.route, &req.digest, name, &req.who) else {
+        if plan.as_ref().is_none_or(|p| p.inspect.is_none()) {
             let (start, end) = window.unwrap_or((0, size.saturating_sub(1)));
             let len = if size == 0 { 0 } else { end + 1 - start };
             reply.body = Some(Box::pin(file_stream(cached, start, len)));
             return Ok(reply);
-        };
+        }
         let key = (req.route.upstream.host.clone(), req.digest.clone());
         let lead = match self.fills.join(key.clone()).await {
             Joined::Lead(lead) => lead,
             // Somebody fetches it anew: read that fetch (it is judged there).
             Joined::Follow(fill) => {
                 let reader = fill.reader();
-                reply.body = Some(
-                    self.read_fill(&req, fill, reader, window, name.clone())
-                        .await?,
-                );
+                let tail = tail_check(plan.as_ref(), &fill);
+                let body = self.read_fill(&req, fill, reader, window, tail).await?;
+                reply.body = Some(body);
                 return Ok(reply);
             }
         };
-        let (cache, guard, digest) = (self.cache.clone(), self.guard.clone(), req.digest.clone());
+        let mut checks: Vec<Box<dyn BlobCheck>> =
+            vec![Box::new(DigestCheck::new(req.digest.clone(), Some(size)))];
+        let (keep, attachment) = self.judging(&req.digest, plan.as_mut(), &mut checks);
+        let (cache, digest) = (self.cache.clone(), req.digest.clone());
         let whole = file_stream(cached, 0, size).map(|r| r.map_err(|e| e.to_string()));
         let (fill, reader) = Fill::start(
             lead,
@@ -242,29 +248,36 @@ impl PullThrough {
                 body: Box::pin(whole),
                 size: Some(size),
                 headers: HeaderMap::new(),
-                checks: vec![
-                    Box::new(DigestCheck::new(req.digest.clone(), Some(size))),
-                    check,
-                ],
-                // Already in the cache: nothing to commit.
+                checks,
+                // Already in the cache: nothing to commit; a blob now judged malicious goes.
                 store: None,
                 keep: Box::new(|| false),
-                on_end: Some(Box::new(move |outcome| {
-                    if outcome.is_err() && guard.is_some_and(|g| g.judged_malicious(&digest)) {
+                on_end: Some(Box::new(move |_| {
+                    if !keep() {
                         if let Some(c) = cache {
                             c.blobs.remove(&digest);
                         }
                     }
                 })),
+                attachment,
                 timeout: self.fill_timeout,
             },
         );
-        reply.body = Some(
-            self.read_fill(&req, fill, reader, window, name.clone())
-                .await?,
-        );
+        let tail = tail_check(plan.as_ref(), &fill);
+        let body = self.read_fill(&req, fill, reader, window, tail).await?;
+        reply.body = Some(body);
         Ok(reply)
     }
+}
+
+/// The check at a client's tail under its `plan`, for the fetch it reads (wherever that fetch was
+/// started: the judgement arrives in the fetch's slot).
+fn tail_check(plan: Option<&BlobPlan>, fill: &Fill) -> Option<Box<dyn BlobCheck>> {
+    let slot = fill
+        .attachment
+        .clone()
+        .and_then(|a| a.downcast::<LayerSlot>().ok());
+    plan.map(|p| p.tail_check(slot))
 }
 
 /// The error for a blob refused before its first byte went out: a policy block (403, with the
@@ -276,28 +289,6 @@ pub(super) fn refusal(host: &str, veto: Veto) -> Error {
             host: host.to_string(),
             reason,
         },
-    }
-}
-
-/// Refuses the tail of a blob whose verdict, once known, blocks it under the name this client
-/// asked by (a client reading a fetch started under another repository or mode).
-struct VerdictCheck {
-    guard: Arc<Guard>,
-    route: Route,
-    digest: Digest,
-    name: NameVerdict,
-    who: Who,
-}
-
-impl BlobCheck for VerdictCheck {
-    fn update(&mut self, _: &[u8]) -> std::result::Result<(), Veto> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::result::Result<(), Veto> {
-        self.guard
-            .check_blob(&self.route, &self.digest, &self.name, &self.who)
-            .map_err(Veto::blocked)
     }
 }
 

@@ -106,7 +106,7 @@ impl PullThrough {
             None
         } else if IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
             match self
-                .read_small_blob(&req.route, &blobs.config, &req.who, MAX_CONFIG_BYTES)
+                .read_small_blob(&req.route, &blobs.config, MAX_CONFIG_BYTES)
                 .await
             {
                 Ok(b) => Some(b),
@@ -145,13 +145,7 @@ impl PullThrough {
 
     /// A small blob (an image config), whole and verified: from the cache, or through the shared
     /// fetch (so concurrent pulls of a new image ask the upstream for its config once).
-    async fn read_small_blob(
-        &self,
-        route: &Route,
-        digest: &Digest,
-        who: &Who,
-        cap: usize,
-    ) -> Result<Bytes> {
+    async fn read_small_blob(&self, route: &Route, digest: &Digest, cap: usize) -> Result<Bytes> {
         let too_big = || Error::BadUpstream {
             host: route.upstream.host.clone(),
             reason: format!("blob {digest} is larger than {cap} bytes"),
@@ -170,9 +164,7 @@ impl PullThrough {
                 return Ok(Bytes::from(bytes));
             }
         }
-        let (fill, mut reader) = self
-            .open_fill(route, digest, &NameVerdict::default(), who, false)
-            .await?;
+        let (fill, mut reader) = self.open_fill(route, digest, None).await?;
         if fill.size.is_some_and(|s| s > cap as u64) {
             return Err(too_big());
         }
@@ -200,7 +192,14 @@ impl PullThrough {
         name: &NameVerdict,
         who: &Who,
     ) -> Result<()> {
-        let (fill, mut reader) = self.open_fill(route, digest, name, who, true).await?;
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        // Refused already (a deny override, a block known): the image's judgement reports it.
+        let Ok(mut plan) = guard.plan_blob(route, digest, name, who) else {
+            return Ok(());
+        };
+        let (fill, mut reader) = self.open_fill(route, digest, Some(&mut plan)).await?;
         while let Some(chunk) = reader.next().await {
             chunk.map_err(|e| Error::Internal(format!("reading a fetch: {e}")))?;
         }

@@ -1035,3 +1035,75 @@ fn referrers_are_passed_through_with_their_filter() {
         fake.request_log()
     );
 }
+
+/// A lying upstream sends a miner once under a clean layer's digest. The stream is cut (the miner
+/// is refused on its evidence) and its digest fails, so no verdict is stored from those bytes:
+/// when the upstream sends the right bytes, the clean layer and its image pull normally.
+#[test]
+fn a_miner_sent_once_under_a_clean_digest_leaves_no_verdict_behind() {
+    let fake = Fake::start();
+    let layout = tempfile::tempdir().unwrap();
+    let clean = Image::new()
+        .layer(Layer::new(Compression::Gzip).file("etc/motd", "hello\n"))
+        .write(layout.path(), Some("clean"));
+    let miner_layout = tempfile::tempdir().unwrap();
+    let miner = Image::new()
+        .layer(
+            Layer::new(Compression::Gzip)
+                .exec("usr/local/bin/helper", crate::common::corpus::xmrig_elf(3))
+                .file(
+                    "usr/local/bin/config.json",
+                    crate::common::corpus::xmrig_config(
+                        "stratum+tcp://pool.supportxmr.com:3333",
+                        &crate::common::corpus::monero_address(18, "once"),
+                    ),
+                ),
+        )
+        .write(miner_layout.path(), Some("miner"));
+    fake.image("acme/app", "v1", layout.path(), &clean);
+    let layer = &clean.layer_digests[0];
+    let miner_bytes = std::fs::read(
+        miner_layout
+            .path()
+            .join("blobs/sha256")
+            .join(&miner.layer_digests[0][7..]),
+    )
+    .unwrap();
+    fake.blob_as("acme/app", layer, &miner_bytes);
+    let p = Portcullis::start(&["--upstream", &format!("docker.io={}", fake.url())]);
+    let url = format!("{}/v2/acme/app/blobs/{layer}", p.url());
+
+    let first = reqwest::blocking::get(&url).unwrap();
+    let status = first.status();
+    let got = first.bytes().map(|b| b.len()).unwrap_or(0);
+    assert!(
+        status != 200 || got < miner_bytes.len(),
+        "the wrong bytes were delivered whole ({status}, {got} bytes)"
+    );
+    // The fill reads the lie to its end (and finds its digest wrong) before it is forgotten.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The right bytes now.
+    let real = std::fs::read(layout.path().join("blobs/sha256").join(&layer[7..])).unwrap();
+    fake.blob_as("acme/app", layer, &real);
+    let second = reqwest::blocking::get(&url).unwrap();
+    assert_eq!(
+        second.status(),
+        200,
+        "{}",
+        second.text().unwrap_or_default()
+    );
+    assert_eq!(second.bytes().unwrap().as_ref(), real.as_slice());
+    let dest = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/acme/app:v1", p.addr),
+        &format!("oci:{}:out", dest.path().display()),
+    ])
+    .expect("the clean image pulls once the upstream sends the right bytes");
+    assert!(
+        !p.log_text().contains("\"decision\":\"Block\""),
+        "a block was recorded from bytes that were not the blob"
+    );
+}
