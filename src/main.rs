@@ -457,26 +457,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, upstreams = ?config.upstreams.keys().collect::<Vec<_>>(), default = %config.upstream.default, "portcullis listening");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|s| *s).await;
-    });
-    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
-    tokio::select! {
-        r = &mut server => return r.context("server failed"),
-        () = shutdown_signal() => {}
-    }
+    let limits = portcullis::server::listen::Limits::of(&config.server);
+    let draining =
+        portcullis::server::listen::serve(listener, app, limits, shutdown_signal()).await;
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     tracing::info!(
         grace_seconds = grace.as_secs(),
         "shutting down: no new connections, waiting for pulls in flight"
     );
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(grace, server).await {
-        Ok(r) => r.context("server failed")?,
-        Err(_) => tracing::warn!("grace period over: closing the pulls still in flight"),
+    if tokio::time::timeout(grace, draining).await.is_err() {
+        tracing::warn!("grace period over: closing the pulls still in flight");
     }
     store.flush().context("flushing the verdict store")?;
     Ok(())

@@ -31,7 +31,14 @@ struct Index {
     total: u64,
     /// Bumped on every use: the least recently used entry has the smallest `used`.
     clock: u64,
+    /// Blobs removed (judged malicious) while not in the cache: a commit of one under way when it
+    /// was judged is dropped instead of landing after the removal.
+    doomed: std::collections::HashSet<Digest>,
 }
+
+/// Removed-while-absent digests remembered at most; past it the set starts again (a commit
+/// racing a removal lasts milliseconds).
+const MAX_DOOMED: usize = 4096;
 
 struct Entry {
     size: u64,
@@ -287,11 +294,19 @@ impl BlobStore {
         }
         temp.file.sync_all()?;
         let target = self.path(digest);
-        std::fs::rename(&temp.path, &target)?;
+        {
+            // Renamed and indexed under the index's lock, so a removal is either before (and the
+            // commit is dropped) or after (and finds the entry).
+            let mut index = self.lock();
+            if index.doomed.remove(digest) {
+                return Ok(false);
+            }
+            std::fs::rename(&temp.path, &target)?;
+            self.insert(&mut index, digest, size);
+        }
         if let Some(dir) = target.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.insert(digest, size);
         Ok(true)
     }
 
@@ -305,8 +320,7 @@ impl BlobStore {
         self.commit(temp, digest, bytes.len() as u64)
     }
 
-    fn insert(&self, digest: &Digest, size: u64) {
-        let mut index = self.lock();
+    fn insert(&self, index: &mut Index, digest: &Digest, size: u64) {
         index.clock += 1;
         let used = index.clock;
         let old = index.entries.insert(
@@ -325,18 +339,26 @@ impl BlobStore {
             }
         }
         index.total += size;
-        self.evict(&mut index);
+        self.evict(index);
     }
 
     /// Drops a blob from the cache (its verdict became a block). Readers that have it open keep
     /// reading their copy; no new reader gets it.
     pub fn remove(&self, digest: &Digest) {
         let mut index = self.lock();
-        if let Some(e) = index.entries.remove(digest) {
-            index.total -= e.size;
-            metrics::CACHE_BYTES.set(index.total);
-            if let Err(e) = std::fs::remove_file(self.path(digest)) {
-                tracing::warn!(%digest, error = %e, "cannot delete a cached blob");
+        match index.entries.remove(digest) {
+            Some(e) => {
+                index.total -= e.size;
+                metrics::CACHE_BYTES.set(index.total);
+                if let Err(e) = std::fs::remove_file(self.path(digest)) {
+                    tracing::warn!(%digest, error = %e, "cannot delete a cached blob");
+                }
+            }
+            None => {
+                if index.doomed.len() >= MAX_DOOMED {
+                    index.doomed.clear();
+                }
+                index.doomed.insert(digest.clone());
             }
         }
     }
@@ -409,6 +431,23 @@ mod tests {
         let (_, removed) = BlobStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(removed, 1);
         assert_eq!(files(dir.path(), "tmp"), 0);
+    }
+
+    #[test]
+    fn a_blob_removed_while_its_commit_is_under_way_never_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = BlobStore::open(dir.path(), 1 << 20).unwrap();
+        let bytes = [9u8; 100];
+        let digest = Digest::sha256_of(&bytes);
+        // Judged malicious before its fill got to commit it.
+        store.remove(&digest);
+        let temp = store.temp().unwrap();
+        (&*temp.file).write_all(&bytes).unwrap();
+        assert!(!store.commit(temp, &digest, 100).unwrap());
+        assert!(store.open_blob(&digest).is_none());
+        // Only that commit: the blob can be kept later (its verdict changed).
+        assert!(store.put(&digest, &bytes).unwrap());
+        assert!(store.open_blob(&digest).is_some());
     }
 
     #[test]

@@ -105,6 +105,15 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub shutdown_grace_seconds: u64,
+    /// Seconds a client has to send a request's headers, and the longest a kept-alive connection
+    /// may sit idle waiting for the next request. Default 15; at least 1.
+    pub header_timeout_seconds: u64,
+    /// Client connections open at once; past it, new connections wait in the listen backlog.
+    /// Default 4096; at least 1.
+    pub max_connections: usize,
+    /// Requests being answered at once (up to their response head; bodies stream on); past it
+    /// requests wait their turn. Default 1024; at least 1.
+    pub max_requests: usize,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +123,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./portcullis-data"),
             log_format: LogFormat::Pretty,
             shutdown_grace_seconds: 30,
+            header_timeout_seconds: 15,
+            max_connections: 4096,
+            max_requests: 1024,
         }
     }
 }
@@ -454,6 +466,19 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         self.reputation.validate()?;
+        let server = &self.server;
+        for (name, value) in [
+            (
+                "server.header_timeout_seconds",
+                server.header_timeout_seconds,
+            ),
+            ("server.max_connections", server.max_connections as u64),
+            ("server.max_requests", server.max_requests as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::field(name, "must be at least 1"));
+            }
+        }
         if self.cache.fill_timeout.0.is_zero() {
             return Err(ConfigError::field(
                 "cache.fill_timeout",

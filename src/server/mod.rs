@@ -3,6 +3,7 @@
 pub mod blocked;
 pub mod error;
 pub mod handlers;
+pub mod listen;
 pub mod path;
 
 #[cfg(test)]

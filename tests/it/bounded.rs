@@ -111,3 +111,162 @@ fn slow_readers_of_a_cached_blob_cost_no_thread_each_and_bounded_memory() {
     );
     assert!(peak <= 256 << 20, "peak RSS {peak} bytes");
 }
+
+#[test]
+fn concurrent_downloads_of_a_cached_blob_all_verify_within_bounded_memory() {
+    let upstream = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let written = Image::new()
+        .layer(Layer::new(Compression::None).random_file("data/blob.bin", BLOB, 8))
+        .write(layout.path(), Some("big"));
+    upstream.push(layout.path(), "big", "bench/big", "latest");
+    let p = Portcullis::for_upstream(&upstream);
+    let digest = written.layer_digests[0].clone();
+    let url = format!("{}/v2/bench/big/blobs/{digest}", p.url());
+    let expected = reqwest::blocking::get(&url).unwrap().bytes().unwrap();
+    assert_eq!(format!("sha256:{}", sha256_hex(&expected)), digest);
+    let cached = p
+        .data
+        .join("cache/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    wait_for("the blob to be cached", Duration::from_secs(20), || {
+        cached.exists().then_some(())
+    });
+    let (_, idle_peak) = threads_and_peak(p.pid());
+    let started = Instant::now();
+    let verified: Vec<bool> = (0..CLIENTS)
+        .map(|_| {
+            let url = url.clone();
+            let digest = digest.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(300))
+                    .build()
+                    .unwrap();
+                let body = client.get(&url).send().unwrap().bytes().unwrap();
+                format!("sha256:{}", sha256_hex(&body)) == digest
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let (threads, peak) = threads_and_peak(p.pid());
+    println!(
+        "{CLIENTS} concurrent downloads of a cached {} MB blob in {:.1} s: {} verified; peak RSS {:.1} MB (before: {:.1} MB); {threads} threads",
+        BLOB >> 20,
+        started.elapsed().as_secs_f64(),
+        verified.iter().filter(|v| **v).count(),
+        peak as f64 / 1e6,
+        idle_peak as f64 / 1e6,
+    );
+    assert!(verified.iter().all(|v| *v), "every download verifies");
+    assert!(peak <= 256 << 20, "peak RSS {peak} bytes");
+}
+
+/// Lower-case hex sha256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Slowloris: 200 connections that send header lines slowly and never finish a request, plus an
+/// idle kept-alive connection. With the default limits each is closed within the header timeout
+/// (15 s; the bound is 60 s) while normal requests keep being answered.
+#[test]
+fn slow_header_senders_and_idle_connections_are_closed_while_pulls_go_on() {
+    const SLOW: usize = 200;
+    let upstream = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let written = Image::new()
+        .layer(Layer::new(Compression::Gzip).file("etc/motd", "hello\n"))
+        .write(layout.path(), Some("v1"));
+    upstream.push(layout.path(), "v1", "acme/app", "v1");
+    let p = Portcullis::for_upstream(&upstream);
+    let started = Instant::now();
+    let closed_after: Vec<_> = (0..SLOW)
+        .map(|i| {
+            let addr = p.addr;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n");
+                let mut buf = [0u8; 256];
+                loop {
+                    // A header line every 2 s, for ever (70 s at most here).
+                    if started.elapsed() > Duration::from_secs(70) {
+                        return None;
+                    }
+                    if s.write_all(format!("X-Slow-{i}: yes\r\n").as_bytes())
+                        .is_err()
+                    {
+                        return Some(started.elapsed());
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) => return Some(started.elapsed()),
+                        // The server answered (a timeout's 408) and closes next.
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => return Some(started.elapsed()),
+                    }
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
+            })
+        })
+        .collect();
+    // An idle kept-alive connection, after one whole request.
+    let idle = {
+        let addr = p.addr;
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            assert!(std::str::from_utf8(&buf[..n])
+                .unwrap()
+                .starts_with("HTTP/1.1 200"));
+            let at = Instant::now();
+            s.set_read_timeout(Some(Duration::from_secs(70))).unwrap();
+            let r = s.read(&mut buf);
+            (r.map(|n| n == 0).unwrap_or(true), at.elapsed())
+        })
+    };
+    // Pulls go on meanwhile.
+    let blob = format!("{}/v2/acme/app/blobs/{}", p.url(), written.layer_digests[0]);
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        let r = reqwest::blocking::Client::new()
+            .get(&blob)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().unwrap();
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let closed: Vec<Duration> = closed_after
+        .into_iter()
+        .map(|t| {
+            t.join()
+                .unwrap()
+                .expect("a slow connection was never closed")
+        })
+        .collect();
+    let slowest = closed.iter().max().unwrap();
+    let (idle_closed, idle_after) = idle.join().unwrap();
+    println!(
+        "{SLOW} slowloris connections all closed within {:.1} s; an idle kept-alive connection closed after {:.1} s; {answered} blob requests answered meanwhile",
+        slowest.as_secs_f64(),
+        idle_after.as_secs_f64()
+    );
+    assert!(*slowest < Duration::from_secs(60), "slowest {slowest:?}");
+    assert!(
+        idle_closed && idle_after < Duration::from_secs(60),
+        "{idle_after:?}"
+    );
+    assert!(answered >= 10, "{answered} requests answered");
+}
