@@ -62,7 +62,12 @@ pub struct Guard {
     audit: AuditLog,
     limits: Limits,
     reputation: Option<Reputation>,
+    /// Name verdicts, in memory only, the most recently asked first out last.
+    names_seen: std::sync::Mutex<lru::LruCache<QualifiedName, Verdict>>,
 }
+
+/// Names whose verdicts are remembered.
+const NAMES_REMEMBERED: usize = 10_000;
 
 impl Guard {
     pub fn new(
@@ -82,6 +87,9 @@ impl Guard {
             audit,
             limits,
             reputation: None,
+            names_seen: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(NAMES_REMEMBERED).expect("not zero"),
+            )),
         }
     }
 
@@ -182,6 +190,16 @@ impl Guard {
         }
     }
 
+    /// Makes every verdict stored so far durable (an fsync, on the blocking pool): called before
+    /// a refusal is answered, so the verdict behind it survives a crash right after.
+    pub async fn persist(&self) {
+        let store = self.store.clone();
+        let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::error!(error = %e, "cannot flush the verdict store");
+        }
+    }
+
     /// Judges a repository name before anything goes upstream, and hands back its findings for the
     /// judgements of what is pulled under it.
     ///
@@ -196,12 +214,23 @@ impl Guard {
             // An allowed name counts for nothing; a denied one is refused.
             return o.map(|()| NameVerdict::default());
         }
-        let (mut verdict, fresh) = match self.current(Subject::Repo(&qn)) {
+        // Names are judged in memory (cheap, and deterministic under the rules in force) and never
+        // stored: a stream of made-up names must not grow the store.
+        let known = self
+            .names_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&qn)
+            .cloned();
+        let (mut verdict, fresh) = match known {
             Some(v) => (v, false),
             None => {
                 let found = self.names.inspect(&route.upstream.host, &route.repo);
                 let v = self.stamp(self.judge().findings(found));
-                self.put(Subject::Repo(&qn), &v);
+                self.names_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .put(qn.clone(), v.clone());
                 (v, true)
             }
         };
@@ -721,6 +750,13 @@ impl BlobCheck for GuardedLayer {
         let refuse = guard.refusing(&outcome, &self.terms.name);
         // Every client reading this blob learns the judgement from here, not from the store.
         let _ = self.slot.0.set(outcome);
+        if refuse.is_some() {
+            // Durable before the held tail is withheld for good (this runs on an inspector
+            // thread, never on an async worker).
+            if let Err(e) = guard.store.flush() {
+                tracing::error!(error = %e, "cannot flush the verdict store");
+            }
+        }
         match refuse {
             Some(v) if self.terms.enforce => Err(Veto::blocked(judge::refusal(
                 &format!("layer {}", self.terms.digest),

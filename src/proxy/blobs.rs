@@ -40,6 +40,7 @@ impl PullThrough {
                     if g.judged_malicious(&req.digest) {
                         self.drop_cached(&req.digest);
                     }
+                    g.persist().await;
                     return Err(refusal.into());
                 }
             },

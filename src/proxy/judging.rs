@@ -139,6 +139,10 @@ impl PullThrough {
         if guard.judged_malicious(&blobs.config) {
             self.drop_cached(&blobs.config);
         }
+        if judged.is_err() {
+            // The verdict behind a refusal is on disk before the client hears of it.
+            guard.persist().await;
+        }
         judged?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::inspect::layer::tests::{gzip, malicious_layer};
 use crate::oci::Digest;
+use crate::store::VerdictStore;
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -155,13 +156,21 @@ impl Upstream {
 
 /// The service, for docker.io at `upstream`, with its data (cache) under `dir`.
 fn service(upstream: &str, dir: &std::path::Path) -> axum::Router {
+    service_with(upstream, dir, Arc::new(crate::store::MemoryStore::new()))
+}
+
+fn service_with(
+    upstream: &str,
+    dir: &std::path::Path,
+    store: Arc<crate::store::MemoryStore>,
+) -> axum::Router {
     let config = Config::parse(&format!(
         "[server]\ndata_dir = \"{}\"\n[audit]\npath = \"\"\n[upstreams.\"docker.io\"]\nurl = \"{upstream}\"\n",
         dir.display()
     ))
     .unwrap();
     config.validate().unwrap();
-    crate::app(&config, Arc::new(crate::store::MemoryStore::new())).unwrap()
+    crate::app(&config, store).unwrap()
 }
 
 /// Sends one request; the status, headers and the body as far as it went (and whether it ended
@@ -409,4 +418,27 @@ async fn a_miner_config_is_refused_at_the_manifest_and_a_miner_layer_at_its_blob
         message.contains("[miner."),
         "the strongest evidence leads: {message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_names_leave_nothing_in_the_verdict_store() {
+    let state: Shared = Arc::default();
+    let url = fake_upstream(state.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(crate::store::MemoryStore::new());
+    let app = service_with(&url, dir.path(), store.clone());
+    let names: Vec<String> = (0..2000)
+        .map(|i| format!("nobody{i}/made-up-{i}"))
+        .collect();
+    for name in &names {
+        let r = send(&app, "GET", &format!("/v2/{name}/manifests/latest"), &[]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    for name in names.iter().step_by(97) {
+        let qn = crate::oci::QualifiedName::new("docker.io", name.parse().unwrap()).unwrap();
+        let stored = store
+            .get_verdict(crate::store::Subject::Repo(&qn), "any")
+            .unwrap();
+        assert_eq!(stored, crate::store::Lookup::Missing, "{name}");
+    }
 }

@@ -1114,3 +1114,32 @@ fn docker_is_refused_the_miner_image_without_falling_back() {
     assert_eq!(info["Id"], up.clean.config_digest.as_str());
     assert!(!d.log_text().contains("Attempting next endpoint"));
 }
+
+/// The verdict behind a refusal is on disk before the client hears of it: a `kill -9` right after
+/// the refusal loses nothing, and the restarted proxy refuses from the stored verdict without
+/// judging the image again.
+#[test]
+fn a_refusal_survives_a_kill_right_after_it() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let upstream = up.arg();
+    let args = ["--upstream", upstream.as_str()];
+    let path = format!("/v2/{BAD_CONFIG}/manifests/v1");
+    let accept = [("Accept", "application/vnd.oci.image.manifest.v1+json")];
+
+    let mut p = Portcullis::start_in(&data, &args);
+    fetch(p.addr, &path, &accept).assert_denied("the miner config");
+    p.child().kill().unwrap(); // SIGKILL, at once
+    p.child().wait().unwrap();
+
+    let p = Portcullis::start_in(&data, &args);
+    let message = fetch(p.addr, &path, &accept).assert_denied("the miner config after a kill");
+    assert!(message.contains("miner."), "{message}");
+    let fresh = p
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("inspection decision") && l.contains("\"subject\":\"manifest\""))
+        .count();
+    assert_eq!(fresh, 0, "the image was judged again: its verdict was lost");
+}
