@@ -217,6 +217,18 @@ impl Reply {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
+    /// The message of a `403 DENIED`, asserting that this is one.
+    fn denied(&self) -> String {
+        assert_eq!(
+            (self.status, self.code()),
+            (StatusCode::FORBIDDEN, "DENIED".into())
+        );
+        self.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
     fn code(&self) -> String {
         self.json()["errors"][0]["code"]
             .as_str()
@@ -368,14 +380,7 @@ async fn a_miner_config_is_refused_at_the_manifest_and_a_miner_layer_at_its_blob
         vec![layer(&[("etc/hostname", b"box\n")])],
     );
     let r = send(&app, "GET", "/v2/acme/sysmon/manifests/latest", &[]).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::FORBIDDEN, "DENIED".into())
-    );
-    let message = r.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let message = r.denied();
     assert!(message.starts_with("blocked by portcullis:"), "{message}");
     assert!(message.contains("[miner."), "{message}");
 
@@ -406,14 +411,7 @@ async fn a_miner_config_is_refused_at_the_manifest_and_a_miner_layer_at_its_blob
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         r = send(&app, "GET", &path, &[]).await;
     }
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::FORBIDDEN, "DENIED".into())
-    );
-    let message = r.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let message = r.denied();
     assert!(
         message.contains("[miner."),
         "the strongest evidence leads: {message}"

@@ -30,24 +30,22 @@ fn threads_and_peak(pid: u32) -> (usize, u64) {
     (field("Threads:") as usize, field("VmHWM:") * 1024)
 }
 
-#[test]
-fn slow_readers_of_a_cached_blob_cost_no_thread_each_and_bounded_memory() {
+/// A portcullis whose cache holds a 20 MB blob of random bytes (`seed`), fetched and judged once:
+/// the upstream, the proxy and the blob's digest.
+fn with_a_cached_blob(seed: u64) -> (Registry, Portcullis, String) {
     let upstream = Registry::start();
     let layout = tempfile::tempdir().unwrap();
     let written = Image::new()
-        .layer(Layer::new(Compression::None).random_file("data/blob.bin", BLOB, 7))
+        .layer(Layer::new(Compression::None).random_file("data/blob.bin", BLOB, seed))
         .write(layout.path(), Some("big"));
     upstream.push(layout.path(), "big", "bench/big", "latest");
     let p = Portcullis::for_upstream(&upstream);
     let digest = written.layer_digests[0].clone();
-    let path = format!("/v2/bench/big/blobs/{digest}");
-
-    // One whole read fills the cache (and judges the layer).
-    let body = reqwest::blocking::get(format!("{}{path}", p.url()))
+    let body = reqwest::blocking::get(format!("{}/v2/bench/big/blobs/{digest}", p.url()))
         .unwrap()
         .bytes()
         .unwrap();
-    assert!(body.len() > BLOB);
+    assert_eq!(format!("sha256:{}", sha256_hex(&body)), digest);
     let cached = p
         .data
         .join("cache/blobs/sha256")
@@ -55,6 +53,13 @@ fn slow_readers_of_a_cached_blob_cost_no_thread_each_and_bounded_memory() {
     wait_for("the blob to be cached", Duration::from_secs(20), || {
         cached.exists().then_some(())
     });
+    (upstream, p, digest)
+}
+
+#[test]
+fn slow_readers_of_a_cached_blob_cost_no_thread_each_and_bounded_memory() {
+    let (_upstream, p, digest) = with_a_cached_blob(7);
+    let path = format!("/v2/bench/big/blobs/{digest}");
     // Settle: the blocking pool's threads of the fill are counted in the baseline.
     std::thread::sleep(Duration::from_millis(300));
     let (idle_threads, idle_peak) = threads_and_peak(p.pid());
@@ -114,24 +119,8 @@ fn slow_readers_of_a_cached_blob_cost_no_thread_each_and_bounded_memory() {
 
 #[test]
 fn concurrent_downloads_of_a_cached_blob_all_verify_within_bounded_memory() {
-    let upstream = Registry::start();
-    let layout = tempfile::tempdir().unwrap();
-    let written = Image::new()
-        .layer(Layer::new(Compression::None).random_file("data/blob.bin", BLOB, 8))
-        .write(layout.path(), Some("big"));
-    upstream.push(layout.path(), "big", "bench/big", "latest");
-    let p = Portcullis::for_upstream(&upstream);
-    let digest = written.layer_digests[0].clone();
+    let (_upstream, p, digest) = with_a_cached_blob(8);
     let url = format!("{}/v2/bench/big/blobs/{digest}", p.url());
-    let expected = reqwest::blocking::get(&url).unwrap().bytes().unwrap();
-    assert_eq!(format!("sha256:{}", sha256_hex(&expected)), digest);
-    let cached = p
-        .data
-        .join("cache/blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    wait_for("the blob to be cached", Duration::from_secs(20), || {
-        cached.exists().then_some(())
-    });
     let (_, idle_peak) = threads_and_peak(p.pid());
     let started = Instant::now();
     let verified: Vec<bool> = (0..CLIENTS)

@@ -129,30 +129,8 @@ fn detection_table() {
 
     // portcullis for docker.io = the local registry, as `Portcullis::for_upstream`, plus an audit
     // file for the scores and rules of what it served.
-    let conf_dir = tempfile::tempdir().unwrap();
-    let audit_path = conf_dir.path().join("audit.jsonl");
-    let conf = conf_dir.path().join("portcullis.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[upstreams.\"docker.io\"]\nurl = \"{}\"\naliases = [\"index.docker.io\", \"registry-1.docker.io\"]\n\n[audit]\npath = \"{}\"\n",
-            upstream.url(),
-            audit_path.display()
-        ),
-    )
-    .unwrap();
-    let p = Portcullis::start(&["--config", conf.to_str().unwrap()]);
-
-    let pulls = parallel(&cases, |c| {
-        let dest = tempfile::tempdir().unwrap();
-        skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{}/{}", p.addr, c.pull_name()),
-            &format!("oci:{}:x", dest.path().display()),
-        ])
-        .err()
-    });
+    let (p, _conf_dir, audit_path) = auditing_proxy(&upstream, "");
+    let pulls = parallel(&cases, |c| pull(&p, c).err());
     let pulled = started.elapsed() - built;
 
     let audit: Vec<Audit> = std::fs::read_to_string(&audit_path)
@@ -264,29 +242,9 @@ fn detection_table() {
     // decision and score must be equal. The pulls above (layers judged as they stream) must reach
     // the same decision.
     let scans = parallel(&cases, |c| scan_remote(&upstream.url(), &c.pull_name()));
-    let strict_dir = tempfile::tempdir().unwrap();
-    let strict_audit = strict_dir.path().join("audit.jsonl");
-    let strict_conf = strict_dir.path().join("portcullis.toml");
-    std::fs::write(
-        &strict_conf,
-        format!(
-            "[upstreams.\"docker.io\"]\nurl = \"{}\"\naliases = [\"index.docker.io\", \"registry-1.docker.io\"]\n\n[audit]\npath = \"{}\"\n\n[policy]\nstrict = true\n",
-            upstream.url(),
-            strict_audit.display()
-        ),
-    )
-    .unwrap();
-    let strict = Portcullis::start(&["--config", strict_conf.to_str().unwrap()]);
-    let strict_pulls = parallel(&cases, |c| {
-        let dest = tempfile::tempdir().unwrap();
-        skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{}/{}", strict.addr, c.pull_name()),
-            &format!("oci:{}:x", dest.path().display()),
-        ])
-        .is_err()
-    });
+    let (strict, _strict_dir, strict_audit) =
+        auditing_proxy(&upstream, "[policy]\nstrict = true\n");
+    let strict_pulls = parallel(&cases, |c| pull(&strict, c).is_err());
     let strict_records = audit_by_repo(&strict_audit);
     println!(
         "\n{:<38} {:<16} {:<16} {:<16}",
@@ -327,6 +285,39 @@ fn detection_table() {
         "scan and pull disagree:\n{}",
         differ.join("\n")
     );
+}
+
+/// portcullis for docker.io = `upstream` from a config file that also sends the audit trail to a
+/// file (the proxy, the config's directory, the audit file), plus the TOML `extra`.
+fn auditing_proxy(
+    upstream: &Registry,
+    extra: &str,
+) -> (Portcullis, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let conf = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[upstreams.\"docker.io\"]\nurl = \"{}\"\naliases = [\"index.docker.io\", \"registry-1.docker.io\"]\n\n[audit]\npath = \"{}\"\n\n{extra}",
+            upstream.url(),
+            audit.display()
+        ),
+    )
+    .unwrap();
+    let p = Portcullis::start(&["--config", conf.to_str().unwrap()]);
+    (p, dir, audit)
+}
+
+/// skopeo pulls a case through `p`.
+fn pull(p: &Portcullis, c: &Case) -> Result<String, String> {
+    let dest = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/{}", p.addr, c.pull_name()),
+        &format!("oci:{}:x", dest.path().display()),
+    ])
 }
 
 /// `portcullis scan docker://NAME` against the upstream at `url`: its decision and score.
