@@ -233,7 +233,7 @@ impl UpstreamClient {
                 let what = url.path().rsplit('/').nth(1).unwrap_or("");
                 let what = match what {
                     "manifests" => "a manifest",
-                    "list" => "a tag list",
+                    "tags" => "a tag list",
                     "referrers" => "a referrers",
                     _ => "a",
                 };

@@ -304,12 +304,12 @@ async fn check_addresses(host: &Host<&str>, port: u16) -> Result<(), Refusal> {
         Host::Domain(name) => {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((*name, port))
                 .await
-                .map_err(|e| Refusal::Unresolved(format!("cannot resolve a redirect target: {e}")))?
+                .map_err(|e| Refusal::Unresolved(format!("cannot resolve {name}: {e}")))?
                 .collect();
             if addrs.is_empty() {
-                return Err(Refusal::Unresolved(
-                    "a redirect target resolves to no address".into(),
-                ));
+                return Err(Refusal::Unresolved(format!(
+                    "{name} resolves to no address"
+                )));
             }
             if addrs.iter().all(|a| is_global(a.ip())) {
                 Ok(())

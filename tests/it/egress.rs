@@ -382,3 +382,51 @@ fn errors_never_show_a_redirects_signed_query() {
         "{log}"
     );
 }
+
+#[test]
+fn an_upstream_that_redirects_everything_is_followed_to_its_listed_hosts_only() {
+    // registry.k8s.io's shape: manifests too are redirected, to another registry host.
+    let fake = Fake::start();
+    let mirror = Fake::start_on("127.0.0.2");
+    let (internal, secret) = internal_service("127.0.0.1");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha256(b"{}"), "size": 2},
+        "layers": [],
+    }))
+    .unwrap();
+    mirror.manifest(REPO, "v1", OCI_MANIFEST, &manifest);
+    let path = format!("/v2/{REPO}/manifests/v1");
+    fake.fault(
+        &path,
+        Fault::Redirect {
+            status: 307,
+            location: format!("http://{}{path}", mirror.addr),
+        },
+    );
+    fake.fault(
+        &format!("/v2/{REPO}/manifests/v2"),
+        Fault::Redirect {
+            status: 307,
+            location: format!("http://{}/secret", internal.addr),
+        },
+    );
+    let (p, _cfg) = proxy(
+        &fake,
+        "redirect_all_requests = true\nredirect_hosts = [\"127.0.0.2\"]",
+    );
+    let r = http()
+        .get(format!("{}{path}", p.url()))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", p.log_text());
+    assert_eq!(r.bytes().unwrap().as_ref(), &manifest[..]);
+    assert_eq!(mirror.requests(&path), 1);
+    let (status, body) = get(&p, &format!("/v2/{REPO}/manifests/v2"));
+    assert_eq!(status, 502, "{body}");
+    assert_clean(&body, &secret, "the answer");
+    assert_eq!(internal.total_requests(), 0);
+}
