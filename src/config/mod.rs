@@ -335,6 +335,16 @@ pub struct UpstreamConfig {
     pub password_file: Option<PathBuf>,
     #[serde(default)]
     pub auth_hosts: Vec<String>,
+    /// Hosts a redirect may lead to beyond the upstream's own origin (scheme, host and port):
+    /// `host`, `host:port`, IP addresses, or globs whose `*` stays within one label
+    /// (`cdn*.quay.io`). A host resolving to a loopback, private or link-local address is reached
+    /// only when listed exactly (no `*`). Default none: same-origin redirects only.
+    #[serde(default)]
+    pub redirect_hosts: Vec<String>,
+    /// Follow redirects of every read (manifests, tag lists, referrers), not only of blob
+    /// downloads; the same hosts rules apply. Token requests are never redirected. Default false.
+    #[serde(default)]
+    pub redirect_all_requests: bool,
 }
 
 impl UpstreamConfig {
@@ -346,7 +356,22 @@ impl UpstreamConfig {
             password_env: None,
             password_file: None,
             auth_hosts: vec![],
+            redirect_hosts: vec![],
+            redirect_all_requests: false,
         }
+    }
+
+    /// `redirect_hosts`, parsed.
+    pub fn redirect_patterns(
+        &self,
+    ) -> Result<Vec<crate::upstream::egress::HostPattern>, ConfigError> {
+        self.redirect_hosts
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|m| ConfigError::field("redirect_hosts", m))
+            })
+            .collect()
     }
 
     /// Reads the secret from its env var or file. Called at start-up, so a missing secret is a
@@ -559,6 +584,12 @@ impl Config {
                     "give password_env or password_file, not both",
                 ));
             }
+            up.redirect_patterns().map_err(|e| match e {
+                ConfigError::Invalid { message, .. } => {
+                    ConfigError::field(field("redirect_hosts"), message)
+                }
+                other => other,
+            })?;
             if up.username.is_none() && (up.password_env.is_some() || up.password_file.is_some()) {
                 return Err(ConfigError::field(
                     field("username"),
@@ -721,6 +752,34 @@ mod tests {
             "[upstreams.\"bad host\"]\nurl = \"https://x\"\n[upstream]\ndefault = \"bad host\"\n"
         )
         .contains("not a registry host"));
+    }
+
+    #[test]
+    fn redirect_hosts_are_checked_and_the_defaults_cover_the_cdns() {
+        let err = invalid(
+            "[upstreams.\"docker.io\"]\nurl = \"https://x\"\nredirect_hosts = [\"cdn.example\", \"*.com\"]\n",
+        );
+        assert!(
+            err.starts_with("upstreams.\"docker.io\".redirect_hosts: \"*.com\""),
+            "{err}"
+        );
+        let err = invalid(
+            "[upstreams.\"docker.io\"]\nurl = \"https://x\"\nredirect_hosts = [\"https://cdn.example/x\"]\n",
+        );
+        assert!(err.contains("redirect_hosts"), "{err}");
+        let c = Config::embedded();
+        let hosts = |h: &str| c.upstreams[h].redirect_hosts.clone();
+        assert!(hosts("docker.io").contains(&"production.cloudflare.docker.com".to_string()));
+        assert!(hosts("ghcr.io").contains(&"pkg-containers.githubusercontent.com".to_string()));
+        for h in ["quay.io", "registry.k8s.io", "gcr.io"] {
+            assert!(!hosts(h).is_empty(), "{h}");
+        }
+        assert!(c.upstreams["registry.k8s.io"].redirect_all_requests);
+        assert!(!c.upstreams["docker.io"].redirect_all_requests);
+        // A user-added upstream: same-origin redirects only.
+        assert!(UpstreamConfig::anonymous("https://r.example")
+            .redirect_hosts
+            .is_empty());
     }
 
     #[test]

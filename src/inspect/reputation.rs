@@ -678,6 +678,7 @@ mod tests {
                 credentials: None,
                 auth_hosts: vec![],
                 official_prefix: hub,
+                redirects: Default::default(),
             }),
             repo: repo(name),
         }

@@ -39,7 +39,7 @@ pub enum Error {
 
     // The upstream's fault; a retry may help.
     #[error(transparent)]
-    Unreachable(#[from] UpstreamError),
+    Unreachable(UpstreamError),
     #[error("upstream {host} answered {status} after {attempts} attempt(s)")]
     UpstreamFailed {
         host: String,
@@ -78,6 +78,16 @@ impl Error {
 impl From<crate::stream::Refusal> for Error {
     fn from(r: crate::stream::Refusal) -> Self {
         Error::Blocked(Box::new(r))
+    }
+}
+
+impl From<UpstreamError> for Error {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            // Pointed somewhere portcullis does not go: a bad answer, not an outage.
+            UpstreamError::Refused { host, reason } => Error::BadUpstream { host, reason },
+            e => Error::Unreachable(e),
+        }
     }
 }
 

@@ -87,26 +87,27 @@ fn split_outside_quotes(s: &str) -> Vec<&str> {
 }
 
 /// Whether the upstream's credentials may go to a token service at `realm`: its own host, a host
-/// of the same registrable domain (last two labels, not for IP addresses), or one configured in
-/// `auth_hosts`. Anything else gets an anonymous token request, so a hostile challenge cannot
-/// harvest credentials.
+/// of the same registrable domain (per the Public Suffix List, so `auth.example.co.uk` goes with
+/// `registry.example.co.uk` but two hosts under `co.uk`, `s3.amazonaws.com` or `github.io` never
+/// share a site; never for IP addresses), or one configured in `auth_hosts`. Anything else gets
+/// an anonymous token request, so a hostile challenge cannot harvest credentials.
 pub fn realm_allowed(upstream: &Upstream, realm: &Url) -> bool {
-    let Some(realm_host) = realm.host_str().map(str::to_ascii_lowercase) else {
+    let normal = |h: &str| h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
+    let Some(realm_host) = realm.host_str().map(normal) else {
         return false;
     };
-    let up_host = upstream.base.host_str().unwrap_or("").to_ascii_lowercase();
-    if realm_host == up_host || upstream.auth_hosts.iter().any(|h| h == &realm_host) {
+    let up_host = normal(upstream.base.host_str().unwrap_or(""));
+    if realm_host == up_host || upstream.auth_hosts.iter().any(|h| normal(h) == realm_host) {
         return true;
     }
-    let is_ip = |h: &str| h.parse::<std::net::IpAddr>().is_ok() || h.starts_with('[');
-    if is_ip(&realm_host) || is_ip(&up_host) {
+    let is_name = |u: &Url| matches!(u.host(), Some(url::Host::Domain(_)));
+    if !is_name(realm) || !is_name(&upstream.base) {
         return false;
     }
-    let domain = |h: &str| {
-        let labels: Vec<&str> = h.rsplitn(3, '.').collect();
-        (labels.len() >= 2).then(|| format!("{}.{}", labels[1], labels[0]))
-    };
-    domain(&realm_host).is_some() && domain(&realm_host) == domain(&up_host)
+    match (psl::domain_str(&realm_host), psl::domain_str(&up_host)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// The token endpoint's answer. One of `token`/`access_token` is present.
@@ -238,6 +239,7 @@ mod tests {
             credentials: None,
             auth_hosts: auth_hosts.iter().map(|s| s.to_string()).collect(),
             official_prefix: false,
+            redirects: Default::default(),
         }
     }
 
@@ -270,6 +272,45 @@ mod tests {
             &listed,
             &Url::parse("https://auth.other.example/t").unwrap()
         ));
+    }
+
+    fn same_site(registry: &str, realm: &str) -> bool {
+        realm_allowed(
+            &upstream(&format!("https://{registry}"), &[]),
+            &Url::parse(&format!("https://{realm}/token")).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_registrable_domain_comes_from_the_public_suffix_list() {
+        assert!(same_site("registry.example.co.uk", "auth.example.co.uk"));
+        assert!(same_site("registry.example.co.uk", "auth.EXAMPLE.co.uk."));
+        // Two registrants under one public suffix are two sites.
+        assert!(!same_site("registry.example.co.uk", "auth.evil.co.uk"));
+        assert!(!same_site("example.co.uk", "co.uk"));
+        assert!(!same_site("co.uk", "evil.co.uk"));
+        // AWS suffixes on the list: every bucket, load balancer and instance is its own site.
+        assert!(!same_site("reg.s3.amazonaws.com", "evil.s3.amazonaws.com"));
+        assert!(!same_site(
+            "reg.us-east-1.elb.amazonaws.com",
+            "evil.us-east-1.elb.amazonaws.com"
+        ));
+        assert!(!same_site(
+            "ec2-1-2-3-4.eu-west-1.compute.amazonaws.com",
+            "ec2-5-6-7-8.eu-west-1.compute.amazonaws.com"
+        ));
+        assert!(!same_site("a.github.io", "b.github.io"));
+        assert!(same_site("registry-1.docker.io", "auth.docker.io"));
+        assert!(same_site("ghcr.io", "ghcr.io"));
+        // IP addresses match only themselves; a single label has no registrable domain.
+        assert!(!same_site("10.0.0.1", "10.0.0.2"));
+        assert!(!same_site("registry", "auth"));
+        let v6 = upstream("http://[::1]:5000", &[]);
+        assert!(realm_allowed(
+            &v6,
+            &Url::parse("http://[::1]:5001/t").unwrap()
+        ));
+        assert!(!realm_allowed(&v6, &Url::parse("http://[::2]/t").unwrap()));
     }
 
     #[test]

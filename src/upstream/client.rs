@@ -1,13 +1,17 @@
-//! The HTTP client for upstream registries: auth, timeouts, retries with backoff, redirects.
+//! The HTTP client for upstream registries: auth, timeouts, retries with backoff, redirects
+//! (followed here, hop by hop, under the rules of [`super::egress`]).
 
 use super::auth::{parse_challenges, realm_allowed, Challenge, TokenCache, TokenResponse};
+use super::egress::{self, EgressResolver, Refusal, MAX_REDIRECTS};
 use super::route::{Route, Upstream};
+use super::status::read_capped;
 use crate::config::UpstreamSettings;
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::{AUTHORIZATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, LOCATION, RETRY_AFTER, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -24,32 +28,48 @@ pub enum UpstreamError {
     /// The token service refused (401/403), e.g. wrong credentials: retrying cannot help.
     #[error("token service of upstream {host} refused access: {reason}")]
     AuthDenied { host: String, reason: String },
+    /// The upstream pointed somewhere portcullis does not go (a redirect of a manifest, a
+    /// redirect or token realm to a host that is not allowed). `reason` names no URL.
+    #[error("upstream {host} {reason}")]
+    Refused { host: String, reason: String },
 }
 
 pub struct UpstreamClient {
     http: reqwest::Client,
     settings: UpstreamSettings,
     tokens: TokenCache,
+    resolver: EgressResolver,
 }
 
 const UA: &str = concat!("portcullis/", env!("CARGO_PKG_VERSION"));
-const MAX_REDIRECTS: usize = 5;
+
+/// The most of a token service's answer (success or refusal) that is read.
+const MAX_TOKEN_BODY: usize = 64 * 1024;
+
+/// Why one exchange (a request and the redirects it is allowed to follow) produced no response.
+enum Exchange {
+    Http(reqwest::Error),
+    Refused(Refusal),
+}
 
 impl UpstreamClient {
     pub fn new(settings: UpstreamSettings) -> Result<Self, reqwest::Error> {
+        let resolver = EgressResolver::default();
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout())
             // No client-wide read_timeout: reqwest applies it to the wait for the response head
             // too, which would cut first_byte_timeout short. Bodies go through `idle_body`.
-            // reqwest drops Authorization (and cookies) when a redirect changes host or port, so a
-            // blob redirect to a CDN never carries the upstream's credential.
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // Redirects are followed by `exchange`, which decides per hop whether to go at all
+            // and whether `Authorization` goes along.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(resolver.clone()))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()?;
         Ok(UpstreamClient {
             http,
             settings,
             tokens: TokenCache::default(),
+            resolver,
         })
     }
 
@@ -60,6 +80,12 @@ impl UpstreamClient {
     /// Sends `method /v2/<repo>/<rest>?<query>` to the route's upstream, authenticating as the
     /// upstream asks, retrying connect errors, timeouts, 5xx and 429 with backoff. Returns the
     /// upstream's response whatever its status once one arrives within the attempts.
+    ///
+    /// Redirects are followed only for blob reads (`GET`/`HEAD blobs/<digest>`, or every read of
+    /// an upstream with `redirect_all_requests`), at most [`MAX_REDIRECTS`] hops, each to the
+    /// upstream's own origin (with its `Authorization`) or to a host its `redirect_hosts` allow
+    /// (without it); a redirect of anything else, or to anywhere else, is
+    /// [`UpstreamError::Refused`] and nothing is read from its target.
     pub async fn send(
         &self,
         route: &Route,
@@ -69,8 +95,10 @@ impl UpstreamClient {
         headers: HeaderMap,
     ) -> Result<reqwest::Response, UpstreamError> {
         let up = &route.upstream;
+        self.resolver.admit(up);
         let mut url = up.url(&route.repo, rest);
         url.set_query(query);
+        let follow = up.redirects.followed(&method, rest);
         let scope = format!("repository:{}:pull", route.repo);
         let attempts = self.settings.attempts;
         let mut attempt = 0;
@@ -88,9 +116,9 @@ impl UpstreamClient {
             if let Some(auth) = &auth {
                 request = request.header(AUTHORIZATION, auth.clone());
             }
-            let outcome =
-                tokio::time::timeout(self.settings.first_byte_timeout(), request.send()).await;
-            let response = match outcome {
+            let exchange = self.exchange(up, request, &method, &headers, &url, &auth, follow);
+            let outcome = tokio::time::timeout(self.settings.first_byte_timeout(), exchange).await;
+            let (response, redirected) = match outcome {
                 Err(_) if !last => {
                     tracing::warn!(upstream = %up.host, attempt, "upstream timed out; retrying");
                     sleep_backoff(&mut backoff).await;
@@ -102,21 +130,48 @@ impl UpstreamClient {
                         secs: self.settings.first_byte_timeout_seconds,
                     })
                 }
-                Ok(Err(e)) if !last && (e.is_connect() || e.is_timeout() || e.is_request()) => {
-                    tracing::warn!(upstream = %up.host, attempt, error = %error_chain(&e), "upstream unreachable; retrying");
+                Ok(Err(Exchange::Http(e))) if egress::refused_by_resolver(&e) => {
+                    return Err(UpstreamError::Refused {
+                        host: up.host.clone(),
+                        reason: "redirected to a host that resolves to a loopback, private or link-local address".into(),
+                    })
+                }
+                Ok(Err(Exchange::Http(e)))
+                    if !last && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
+                    tracing::warn!(upstream = %up.host, attempt, error = %describe(e), "upstream unreachable; retrying");
                     sleep_backoff(&mut backoff).await;
                     continue;
                 }
-                Ok(Err(e)) => {
+                Ok(Err(Exchange::Http(e))) => {
                     return Err(UpstreamError::Unreachable {
                         host: up.host.clone(),
-                        reason: error_chain(&e),
+                        reason: describe(e),
                     })
+                }
+                Ok(Err(Exchange::Refused(Refusal::Unresolved(reason)))) if !last => {
+                    tracing::warn!(upstream = %up.host, attempt, error = %reason, "redirect target unresolved; retrying");
+                    sleep_backoff(&mut backoff).await;
+                    continue;
+                }
+                Ok(Err(Exchange::Refused(Refusal::Unresolved(reason)))) => {
+                    return Err(UpstreamError::Unreachable {
+                        host: up.host.clone(),
+                        reason,
+                    })
+                }
+                Ok(Err(Exchange::Refused(Refusal::Forbidden(reason)))) => {
+                    return Err(UpstreamError::Refused {
+                        host: up.host.clone(),
+                        reason,
+                    });
                 }
                 Ok(Ok(r)) => r,
             };
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
+            // A challenge is the upstream's own: a 401 from a redirect target (a CDN) is not
+            // answered with the upstream's credentials.
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated && !redirected {
                 let challenges = parse_challenges(
                     response
                         .headers()
@@ -154,6 +209,73 @@ impl UpstreamClient {
             }
             return Ok(response);
         }
+    }
+
+    /// Sends `first` and follows the redirects it may (see [`Self::send`]); `true` when the
+    /// response came from a redirect target.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        up: &Upstream,
+        first: reqwest::RequestBuilder,
+        method: &Method,
+        headers: &HeaderMap,
+        url: &Url,
+        auth: &Option<HeaderValue>,
+        follow: bool,
+    ) -> Result<(reqwest::Response, bool), Exchange> {
+        let mut response = first.send().await.map_err(Exchange::Http)?;
+        let mut current = url.clone();
+        let mut hops = 0;
+        while is_redirect(response.status()) {
+            let forbidden = |why: String| Err(Exchange::Refused(Refusal::Forbidden(why)));
+            if !follow {
+                let what = url.path().rsplit('/').nth(1).unwrap_or("");
+                let what = match what {
+                    "manifests" => "a manifest",
+                    "tags" => "a tag list",
+                    "referrers" => "a referrers",
+                    _ => "a",
+                };
+                return forbidden(format!(
+                    "answered {what} request with a redirect ({}), which portcullis follows only for blob downloads",
+                    response.status().as_u16()
+                ));
+            }
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return forbidden(format!("redirected more than {MAX_REDIRECTS} times"));
+            }
+            let target = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| current.join(l).ok());
+            let Some(target) = target else {
+                return forbidden("redirected without a valid Location".into());
+            };
+            let hop = match egress::check_redirect(up, &current, &target).await {
+                Ok(hop) => hop,
+                Err(refusal) => {
+                    // The host only: the path and query of a signed URL are secrets.
+                    tracing::warn!(upstream = %up.host, target = %target.host_str().unwrap_or(""), "refused a redirect");
+                    return Err(Exchange::Refused(refusal));
+                }
+            };
+            let mut request = self
+                .http
+                .request(method.clone(), target.clone())
+                .headers(headers.clone())
+                .header(USER_AGENT, UA);
+            if hop.same_origin {
+                if let Some(auth) = auth {
+                    request = request.header(AUTHORIZATION, auth.clone());
+                }
+            }
+            response = request.send().await.map_err(Exchange::Http)?;
+            current = target;
+        }
+        Ok((response, hops > 0))
     }
 
     /// The `Authorization` value for a request: a cached token, a new token when the upstream is
@@ -201,7 +323,18 @@ impl UpstreamClient {
         let realm = challenge
             .param("realm")
             .ok_or_else(|| auth_err("challenge has no realm".into()))?;
-        let mut url = Url::parse(realm).map_err(|e| auth_err(format!("realm {realm:?}: {e}")))?;
+        let mut url = Url::parse(realm)
+            .map_err(|e| auth_err(format!("challenge realm is not a URL: {e}")))?;
+        if let Err(refusal) = egress::check_realm(up, &url).await {
+            tracing::warn!(upstream = %up.host, realm = %url.host_str().unwrap_or(""), "refused a token realm");
+            return Err(match refusal {
+                Refusal::Forbidden(reason) => UpstreamError::Refused {
+                    host: up.host.clone(),
+                    reason,
+                },
+                Refusal::Unresolved(reason) => auth_err(reason),
+            });
+        }
         {
             let mut q = url.query_pairs_mut();
             if let Some(service) = challenge.param("service") {
@@ -223,21 +356,27 @@ impl UpstreamClient {
         let response = tokio::time::timeout(self.settings.first_byte_timeout(), request.send())
             .await
             .map_err(|_| auth_err("timed out".into()))?
-            .map_err(|e| auth_err(error_chain(&e)))?;
+            .map_err(|e| match egress::refused_by_resolver(&e) {
+                true => UpstreamError::Refused {
+                    host: up.host.clone(),
+                    reason: "named a token realm that resolves to a loopback, private or link-local address (list its host in auth_hosts to allow it)".into(),
+                },
+                false => auth_err(describe(e)),
+            })?;
         let status = response.status();
+        let idle = self.settings.idle_timeout();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // Docker Hub says why in `details`, distribution-style services in `errors`.
-            let body = tokio::time::timeout(
-                self.settings.idle_timeout(),
-                response.json::<serde_json::Value>(),
-            )
-            .await;
-            let body = body.ok().and_then(Result::ok).unwrap_or_default();
+            let body = read_capped(response, MAX_TOKEN_BODY, idle)
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .unwrap_or_default();
             let why = body["details"]
                 .as_str()
                 .or(body["errors"][0]["message"].as_str());
             let reason = match why {
-                Some(why) => format!("answered {status}: {why}"),
+                Some(why) => format!("answered {status}: {}", upstream_text(why)),
                 None => format!("answered {status}"),
             };
             return Err(UpstreamError::AuthDenied {
@@ -245,14 +384,19 @@ impl UpstreamClient {
                 reason,
             });
         }
+        if is_redirect(status) {
+            return Err(auth_err(format!(
+                "answered {status}: a redirect, which is never followed for a token"
+            )));
+        }
         if !status.is_success() {
             return Err(auth_err(format!("answered {status}")));
         }
-        let body: TokenResponse =
-            tokio::time::timeout(self.settings.idle_timeout(), response.json())
-                .await
-                .map_err(|_| auth_err("token response stalled".into()))?
-                .map_err(|e| auth_err(format!("unreadable token response: {e}")))?;
+        let body = read_capped(response, MAX_TOKEN_BODY, idle)
+            .await
+            .map_err(|e| auth_err(format!("token response: {e}")))?;
+        let body: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| auth_err(format!("unreadable token response: {e}")))?;
         let (token, ttl) = body
             .into_token()
             .ok_or_else(|| auth_err("token response carries no token".into()))?;
@@ -341,7 +485,7 @@ impl futures_util::Stream for IdleBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
-                return Poll::Ready(Some(Err(error_chain(&e))));
+                return Poll::Ready(Some(Err(describe(e))));
             }
             Poll::Ready(None) => {
                 self.done = true;
@@ -379,7 +523,20 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// Whether a status is a redirect to follow (or refuse): 301, 302, 303, 307, 308. (300 and 304
+/// name no one target and are unexpected answers.)
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// A reqwest error as text for clients and logs: without its URL (an upstream URL, or a redirect
+/// target whose query is a CDN's signature), with its causes.
+pub fn describe(e: reqwest::Error) -> String {
+    error_chain(&e.without_url())
+}
+
 /// An error with its causes, which is where reqwest keeps the useful part ("connection refused").
+/// Any URL a cause still carries is cut to its scheme and host.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
@@ -391,7 +548,49 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cause = c.source();
     }
-    s
+    redact_urls(&s, false)
+}
+
+/// Text written by an upstream (an error message), as passed on: any URL in it keeps its path
+/// but loses its query and fragment, where signed URLs keep their grant.
+pub fn upstream_text(s: &str) -> String {
+    redact_urls(s, true)
+}
+
+/// Cuts every `http://` or `https://` URL in `s` down to scheme and host (and path when
+/// `keep_path`).
+fn redact_urls(s: &str, keep_path: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let scheme_start = rest[..i]
+            .rfind(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(0, |j| j + 1);
+        let scheme = &rest[scheme_start..i];
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            out.push_str(&rest[..i + 3]);
+            rest = &rest[i + 3..];
+            continue;
+        }
+        out.push_str(&rest[..i + 3]);
+        let after = &rest[i + 3..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ','))
+            .unwrap_or(after.len());
+        let url = &after[..end];
+        let host_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let kept_end = match keep_path {
+            true => url.find(['?', '#']).unwrap_or(url.len()),
+            false => host_end,
+        };
+        out.push_str(&url[..kept_end]);
+        if kept_end < url.len() {
+            out.push_str(if keep_path { "?…" } else { "/…" });
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -415,6 +614,36 @@ mod tests {
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn urls_in_error_text_lose_their_secrets() {
+        let e = "error sending request for url (https://cdn.example/blobs/sha256:ab?X-Amz-Signature=s3cr3t&x=1): connection refused";
+        let text = redact_urls(e, false);
+        assert_eq!(
+            text,
+            "error sending request for url (https://cdn.example/…): connection refused"
+        );
+        let msg = "too many requests, see https://www.docker.com/increase-rate-limit?utm=x, or http://a.example";
+        assert_eq!(
+            upstream_text(msg),
+            "too many requests, see https://www.docker.com/increase-rate-limit?…, or http://a.example"
+        );
+        assert_eq!(
+            redact_urls("no url: ftp://x/y?z", false),
+            "no url: ftp://x/y?z"
+        );
+        assert_eq!(redact_urls("https://h:1", false), "https://h:1");
+    }
+
+    #[test]
+    fn only_real_redirects_count() {
+        for s in [301, 302, 303, 307, 308] {
+            assert!(is_redirect(StatusCode::from_u16(s).unwrap()));
+        }
+        for s in [200, 300, 304, 305, 401] {
+            assert!(!is_redirect(StatusCode::from_u16(s).unwrap()));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod egress;
 pub mod route;
 pub mod status;
 

@@ -1,5 +1,6 @@
 //! Routing a request to one of the configured upstreams — and only to those.
 
+use super::egress::Redirects;
 use crate::config::{Config, ConfigError, Credentials};
 use crate::oci::{NameError, RepoName};
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ pub struct Upstream {
     pub auth_hosts: Vec<String>,
     /// Docker Hub: a one-component name gets `library/`.
     pub official_prefix: bool,
+    /// Which of its redirects are followed, and to which hosts.
+    pub redirects: Redirects,
 }
 
 impl Upstream {
@@ -78,6 +81,16 @@ impl Upstreams {
                     .map(|h| h.to_ascii_lowercase())
                     .collect(),
                 official_prefix: names.iter().any(|n| DOCKER_HUB_NAMES.contains(&n.as_str())),
+                redirects: Redirects {
+                    hosts: up.redirect_patterns().map_err(|e| match e {
+                        ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                            field: format!("upstreams.\"{host}\".redirect_hosts"),
+                            message,
+                        },
+                        other => other,
+                    })?,
+                    all_requests: up.redirect_all_requests,
+                },
             });
             for name in names {
                 by_host.insert(name, upstream.clone());

@@ -1,7 +1,7 @@
 //! What an upstream's non-success answer means for the client: passed on (not found, denied),
 //! a retryable outage (429, 5xx), or a bad answer. The proxy's error type wraps these.
 
-use super::client::{idle_body, retry_after};
+use super::client::{idle_body, retry_after, upstream_text};
 use super::Route;
 use crate::oci::{ErrorCode, ErrorEnvelope};
 use bytes::{Bytes, BytesMut};
@@ -69,7 +69,13 @@ pub async fn status_error(
     let body = read_capped(response, MAX_ERROR_BODY, idle)
         .await
         .unwrap_or_default();
-    let upstream_err = ErrorEnvelope::parse(&body).and_then(|e| e.errors.into_iter().next());
+    // The upstream's own words are passed on, but never a signed URL's grant inside them.
+    let upstream_err = ErrorEnvelope::parse(&body)
+        .and_then(|e| e.errors.into_iter().next())
+        .map(|mut e| {
+            e.message = upstream_text(&e.message);
+            e
+        });
     let default_code = if rest.starts_with("blobs/") {
         ErrorCode::BlobUnknown
     } else if rest.starts_with("manifests/") {

@@ -10,6 +10,7 @@ mod common;
 mod containerd;
 mod corpus;
 mod docker;
+mod egress;
 mod enforce;
 mod faults;
 mod reputation;

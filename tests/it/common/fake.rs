@@ -1,5 +1,6 @@
 //! A fake upstream registry, used ONLY to inject faults a real registry will not produce: wrong
-//! bytes under a digest, truncated or stalled bodies, 5xx/429 answers, answers that never come.
+//! bytes under a digest, truncated or stalled bodies, 5xx/429 answers, answers that never come,
+//! redirects to where no registry should send anyone, endless token answers.
 //! Everything else in the suite talks to a real `docker-registry` ([`super::Registry`]).
 //!
 //! It is a plain HTTP/1.1 server (hyper) on `127.0.0.1:0`, on a background thread with its own
@@ -53,6 +54,13 @@ pub enum Fault {
     Hang,
     /// Answer normally, but only after `delay` (a slow first byte).
     Delay(Duration),
+    /// Answer `status` (a 3xx) with `Location: location`, for every request.
+    Redirect { status: u16, location: String },
+    /// Answer 401 with `WWW-Authenticate: Bearer realm="<realm>",service="fake"`.
+    Challenge { realm: String },
+    /// Answer `status` with a JSON content type and a body of `len` bytes made as it is sent
+    /// (chunked, no `Content-Length`), so a huge body costs the fake no memory.
+    Endless { status: u16, len: u64 },
 }
 
 impl Fault {
@@ -122,7 +130,12 @@ pub struct Fake {
 
 impl Fake {
     pub fn start() -> Fake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Fake::start_on("127.0.0.1")
+    }
+
+    /// A fake on another loopback address (`127.0.0.2`, say), as a host of its own.
+    pub fn start_on(ip: &str) -> Fake {
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
@@ -244,6 +257,11 @@ impl Fake {
             .insert(path.to_string(), (fault, base));
     }
 
+    /// Answers `path` normally again.
+    pub fn clear_fault(&self, path: &str) {
+        self.state.faults.lock().unwrap().remove(path);
+    }
+
     /// Requests received for `path`.
     pub fn requests(&self, path: &str) -> u32 {
         self.state
@@ -358,6 +376,37 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     match fault {
         Some(Fault::Hang) => std::future::pending::<()>().await,
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Redirect { status, location }) => {
+            return Response::builder()
+                .status(status)
+                .header("Location", location)
+                .header("Content-Length", 0)
+                .body(full(Bytes::new()))
+                .unwrap();
+        }
+        Some(Fault::Challenge { realm }) => {
+            let mut r = oci_error(401, "UNAUTHORIZED", None);
+            r.headers_mut().insert(
+                "WWW-Authenticate",
+                format!("Bearer realm=\"{realm}\",service=\"fake\"")
+                    .parse()
+                    .unwrap(),
+            );
+            return r;
+        }
+        Some(Fault::Endless { status, len }) => {
+            static CHUNK: [u8; 64 * 1024] = [b' '; 64 * 1024];
+            let chunks = len.div_ceil(CHUNK.len() as u64);
+            let stream = futures_util::stream::iter(0..chunks).map(move |i| {
+                let n = (len - i * CHUNK.len() as u64).min(CHUNK.len() as u64) as usize;
+                Ok::<_, io::Error>(Frame::data(Bytes::from_static(&CHUNK[..n])))
+            });
+            return Response::builder()
+                .status(status)
+                .header("Content-Type", "application/json")
+                .body(BodyExt::boxed_unsync(StreamBody::new(stream)))
+                .unwrap();
+        }
         _ => {}
     }
     if path == "/v2/" || path == "/v2" {
