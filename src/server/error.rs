@@ -79,6 +79,13 @@ impl ApiError {
                 Upstream,
             ),
             Error::BadUpstream { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown, Upstream),
+            // The upstream's document, not the client's request, is at fault: a bad gateway,
+            // with the code that names what is wrong.
+            Error::InvalidDocument { .. } => (
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::ManifestInvalid,
+                Upstream,
+            ),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, Proxy),
         }
     }
