@@ -10,9 +10,8 @@
 //! Where oci-spec does not fit, a small local type says why:
 //! - [`ImageConfig`] adds Docker's `Healthcheck` and `OnBuild` (moby's `container.Config`, which
 //!   dockerd runs or acts on; the OCI image config has neither).
-//! - oci-spec's `Platform` reads `os.version` from the key `os_version` and parses the
-//!   architecture `armbe` as `arm64be`; portcullis reads only `os`, `architecture` and `variant`
-//!   from it, which are right for every architecture a registry lists.
+//! - [`Platform`]: oci-spec's reads `os.version` from the key `os_version`, and its `Arch` parses
+//!   `armbe` as `arm64be`; portcullis reads `os`, `architecture` and `variant` as written.
 
 use super::json::{self, GoJsonError};
 use super::media::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
@@ -61,18 +60,57 @@ pub fn is_manifest_type(media_type: &str) -> bool {
     )
 }
 
+/// The platform of a descriptor or an image config, as written (see the module docs for why not
+/// oci-spec's). The typed parse has already refused one without `architecture` or `os`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// `os/arch[/variant]`.
+    pub fn name(&self) -> String {
+        platform_name(&self.os, &self.architecture, self.variant.as_deref())
+    }
+}
+
+/// A descriptor's platform, read alongside oci-spec's descriptor.
+#[derive(Deserialize)]
+struct RawDescriptor {
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    config: RawDescriptor,
+    layers: Vec<RawDescriptor>,
+}
+
+#[derive(Deserialize)]
+struct RawIndex {
+    manifests: Vec<RawDescriptor>,
+}
+
 /// A content descriptor whose digest portcullis can verify.
 #[derive(Debug, Clone)]
 pub struct Descriptor {
     pub digest: Digest,
+    platform: Option<Platform>,
     spec: Box<spec::Descriptor>,
 }
 
 impl Descriptor {
-    fn new(spec: spec::Descriptor) -> Result<Descriptor> {
+    fn new(spec: &spec::Descriptor, raw: RawDescriptor) -> Result<Descriptor> {
         Ok(Descriptor {
             digest: spec.digest().to_string().parse()?,
-            spec: Box::new(spec),
+            platform: raw.platform,
+            spec: Box::new(spec.clone()),
         })
     }
 
@@ -84,24 +122,18 @@ impl Descriptor {
         self.spec.size()
     }
 
-    pub fn platform(&self) -> Option<&spec::Platform> {
-        self.spec.platform().as_ref()
+    pub fn platform(&self) -> Option<&Platform> {
+        self.platform.as_ref()
     }
 
     /// `os/arch[/variant]`, when the descriptor names a platform.
     pub fn platform_name(&self) -> Option<String> {
-        let p = self.platform()?;
-        Some(platform_name(
-            &p.os().to_string(),
-            &p.architecture().to_string(),
-            p.variant().as_deref(),
-        ))
+        self.platform().map(Platform::name)
     }
 
     /// Whether the descriptor is a build attestation (`unknown/unknown`), not an image.
     pub fn is_attestation(&self) -> bool {
-        self.platform()
-            .is_some_and(|p| p.os().to_string() == "unknown")
+        self.platform().is_some_and(|p| p.os == "unknown")
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
@@ -215,13 +247,14 @@ impl Manifest {
         };
         if index {
             let spec: spec::ImageIndex = serde_json::from_slice(bytes).map_err(parse_error)?;
+            let raw: RawIndex = serde_json::from_slice(bytes).map_err(parse_error)?;
             said_matches(spec.media_type())?;
             version(spec.schema_version())?;
             let manifests = spec
                 .manifests()
                 .iter()
-                .cloned()
-                .map(Descriptor::new)
+                .zip(raw.manifests)
+                .map(|(d, raw)| Descriptor::new(d, raw))
                 .collect::<Result<_>>()?;
             return Ok(Manifest::Index(ImageIndex {
                 manifests,
@@ -229,14 +262,15 @@ impl Manifest {
             }));
         }
         let spec: spec::ImageManifest = serde_json::from_slice(bytes).map_err(parse_error)?;
+        let raw: RawManifest = serde_json::from_slice(bytes).map_err(parse_error)?;
         said_matches(spec.media_type())?;
         version(spec.schema_version())?;
-        let config = Descriptor::new(spec.config().clone())?;
+        let config = Descriptor::new(spec.config(), raw.config)?;
         let layers = spec
             .layers()
             .iter()
-            .cloned()
-            .map(Descriptor::new)
+            .zip(raw.layers)
+            .map(|(d, raw)| Descriptor::new(d, raw))
             .collect::<Result<_>>()?;
         Ok(Manifest::Image(ImageManifest {
             config,
@@ -251,11 +285,15 @@ impl Manifest {
 #[derive(Debug, Clone)]
 pub struct ImageConfig {
     spec: spec::ImageConfiguration,
+    platform: Platform,
     docker: DockerRun,
 }
 
+/// What oci-spec's `ImageConfiguration` does not read (or not as written).
 #[derive(Debug, Clone, Default, Deserialize)]
-struct DockerDoc {
+struct Extras {
+    #[serde(flatten)]
+    platform: Platform,
     #[serde(default)]
     config: Option<DockerRun>,
 }
@@ -285,10 +323,11 @@ impl ImageConfig {
         json::check(bytes, &json::IMAGE_CONFIG)?;
         let parse_error = |e: serde_json::Error| DocumentError::Parse(e.to_string());
         let spec: spec::ImageConfiguration = serde_json::from_slice(bytes).map_err(parse_error)?;
-        let docker: DockerDoc = serde_json::from_slice(bytes).map_err(parse_error)?;
+        let extras: Extras = serde_json::from_slice(bytes).map_err(parse_error)?;
         Ok(ImageConfig {
             spec,
-            docker: docker.config.unwrap_or_default(),
+            platform: extras.platform,
+            docker: extras.config.unwrap_or_default(),
         })
     }
 
@@ -355,12 +394,15 @@ impl ImageConfig {
         self.spec.history().as_deref().unwrap_or_default()
     }
 
+    /// `os`, `architecture` and `variant`, as written.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
     /// `os/arch[/variant]`, when both are set.
-    pub fn platform(&self) -> Option<String> {
-        let os = self.spec.os().to_string();
-        let arch = self.spec.architecture().to_string();
-        (!os.is_empty() && !arch.is_empty())
-            .then(|| platform_name(&os, &arch, self.spec.variant().as_deref()))
+    pub fn platform_name(&self) -> Option<String> {
+        let p = &self.platform;
+        (!p.os.is_empty() && !p.architecture.is_empty()).then(|| p.name())
     }
 }
 
@@ -420,6 +462,16 @@ mod tests {
         );
         assert!(!i.manifests[0].is_attestation());
         assert!(i.manifests[1].is_attestation());
+        // As written: oci-spec would read armbe as arm64be.
+        let armbe = json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": D1, "size": 1, "platform": {"architecture": "armbe", "os": "linux"}}]});
+        let Manifest::Index(i) = Manifest::parse(OCI_INDEX, &bytes(&armbe)).unwrap() else {
+            panic!("not an index");
+        };
+        assert_eq!(
+            i.manifests[0].platform_name().as_deref(),
+            Some("linux/armbe")
+        );
         let layout = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(ImageIndex::parse_layout(layout)
             .unwrap()
@@ -513,7 +565,7 @@ mod tests {
         assert_eq!(c.healthcheck_test(), ["CMD", "true"]);
         assert_eq!(c.on_build(), ["RUN y"]);
         assert_eq!(c.history()[0].created_by().as_deref(), Some("RUN x"));
-        assert_eq!(c.platform().as_deref(), Some("linux/arm64/v8"));
+        assert_eq!(c.platform_name().as_deref(), Some("linux/arm64/v8"));
         let empty = ImageConfig::parse(&bytes(&config(json!(null)))).unwrap();
         assert!(empty.entrypoint().is_empty() && empty.working_dir().is_none());
     }

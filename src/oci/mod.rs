@@ -9,6 +9,8 @@ pub mod media;
 pub mod name;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
-pub use document::{Descriptor, DocumentError, ImageConfig, ImageIndex, ImageManifest, Manifest};
+pub use document::{
+    Descriptor, DocumentError, ImageConfig, ImageIndex, ImageManifest, Manifest, Platform,
+};
 pub use error::{ErrorCode, ErrorEnvelope, ErrorInfo};
 pub use name::{NameError, QualifiedName, Reference, ReferenceError, RepoName, Tag};

@@ -259,12 +259,12 @@ pub fn select_platforms<'a>(
             .iter()
             .filter(|d| {
                 d.platform().is_some_and(|p| {
-                    p.os().to_string() == spec.os
-                        && p.architecture().to_string() == spec.arch
+                    p.os == spec.os
+                        && p.architecture == spec.arch
                         && spec
                             .variant
                             .as_ref()
-                            .is_none_or(|v| p.variant().as_ref() == Some(v))
+                            .is_none_or(|v| p.variant.as_ref() == Some(v))
                 })
             })
             .take(1)
@@ -274,9 +274,8 @@ pub fn select_platforms<'a>(
             let amd64: Vec<&Descriptor> = images
                 .iter()
                 .filter(|d| {
-                    d.platform().is_some_and(|p| {
-                        p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"
-                    })
+                    d.platform()
+                        .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
                 })
                 .take(1)
                 .copied()
@@ -530,7 +529,7 @@ impl Scanner {
 
 /// `os/arch[/variant]` from an image config.
 pub fn config_platform(config: &[u8]) -> Option<String> {
-    ImageConfig::parse(config).ok()?.platform()
+    ImageConfig::parse(config).ok()?.platform_name()
 }
 
 /// An image config read as the clients read it, or the reason it is refused (a scan then ends

@@ -12,6 +12,7 @@ mod corpus;
 mod docker;
 mod enforce;
 mod faults;
+mod json_differential;
 mod reputation;
 mod scan;
 mod skopeo;
