@@ -79,10 +79,12 @@ impl ApiError {
                 Upstream,
             ),
             Error::BadUpstream { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown, Upstream),
-            // The upstream's document, not the client's request, is at fault: a bad gateway,
-            // with the code that names what is wrong.
+            // The upstream's document is at fault (`detail.source` says so), but the answer is
+            // a 4xx: it will not change on a retry (clients retry 5xx, each retry a fetch
+            // upstream), and clients show a 4xx's OCI error (skopeo: `manifest invalid: …`)
+            // where they show only the status of a 5xx.
             Error::InvalidDocument { .. } => (
-                StatusCode::BAD_GATEWAY,
+                StatusCode::BAD_REQUEST,
                 ErrorCode::ManifestInvalid,
                 Upstream,
             ),

@@ -10,6 +10,7 @@ mod common;
 mod containerd;
 mod corpus;
 mod docker;
+mod documents;
 mod enforce;
 mod faults;
 mod json_differential;
