@@ -67,7 +67,7 @@ pub fn check(bytes: &[u8], shape: &'static Shape) -> Result<(), GoJsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let walked = Walk {
         shape,
-        at: "/",
+        at: &Pointer::Root,
         found: &found,
     }
     .deserialize(&mut de)
@@ -102,10 +102,27 @@ pub fn folds_to(key: &str, name: &str) -> bool {
     key.chars().map(fold).eq(name.chars().map(fold))
 }
 
+/// Where a value is, as a chain through the frames of the walk: written out (as `/a/0/b/`) only
+/// for a message, so that deep nesting of long keys costs no memory.
+enum Pointer<'a> {
+    Root,
+    Key(&'a Pointer<'a>, &'a str),
+    Index(&'a Pointer<'a>, usize),
+}
+
+impl fmt::Display for Pointer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Pointer::Root => f.write_str("/"),
+            Pointer::Key(parent, key) => write!(f, "{parent}{key}/"),
+            Pointer::Index(parent, i) => write!(f, "{parent}{i}/"),
+        }
+    }
+}
+
 struct Walk<'a> {
     shape: &'static Shape,
-    /// A JSON pointer to the value, for messages.
-    at: &'a str,
+    at: &'a Pointer<'a>,
     found: &'a RefCell<Option<GoJsonError>>,
 }
 
@@ -153,19 +170,18 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 Shape::Map(values) => values,
                 Shape::Any | Shape::List(_) => &Shape::Any,
             };
-            let at = format!("{}{key}/", self.at);
             if seen.contains(&key) {
                 return Err(self.fail(GoJsonError::Duplicate {
                     key,
                     at: self.at.to_string(),
                 }));
             }
-            seen.insert(key);
             map.next_value_seed(Walk {
                 shape: child,
-                at: &at,
+                at: &Pointer::Key(self.at, &key),
                 found: self.found,
             })?;
+            seen.insert(key);
         }
         Ok(())
     }
@@ -177,10 +193,9 @@ impl<'de> Visitor<'de> for Walk<'_> {
         };
         let mut i = 0usize;
         loop {
-            let at = format!("{}{i}/", self.at);
             let walk = Walk {
                 shape: item,
-                at: &at,
+                at: &Pointer::Index(self.at, i),
                 found: self.found,
             };
             if seq.next_element_seed(walk)?.is_none() {

@@ -270,7 +270,11 @@ fn unreadable_manifests_are_refused_never_cached_and_the_next_good_one_is_served
     wait_for(
         "the good config in the cache",
         std::time::Duration::from_secs(10),
-        || cached_blob(&p, &up.good.config_digest).exists().then_some(()),
+        || {
+            cached_blob(&p, &up.good.config_digest)
+                .exists()
+                .then_some(())
+        },
     );
 }
 

@@ -802,7 +802,7 @@ fn portcullis_reads_documents_as_go_does_or_refuses_them() {
             serde_json::to_vec(base).unwrap(),
         ));
     }
-    let mut rng = Rng(0x5eed_0f_9017_c0de);
+    let mut rng = Rng(0x005e_ed0f_9017_c0de);
     for n in 0..3000 {
         let (kind, base) = rng.pick(&bases).clone();
         let mut doc = J::from(&base);
