@@ -45,6 +45,15 @@ pub enum DocumentError {
 
 pub type Result<T, E = DocumentError> = std::result::Result<T, E>;
 
+/// What of the upstream's text goes into a message (serde quotes the values it refuses).
+fn cut(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
 /// Whether `media_type` is that of an index (OCI, or a Docker manifest list).
 pub fn is_index_type(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST
@@ -214,7 +223,7 @@ impl Manifest {
     /// other than sha256 or sha512.
     pub fn parse(media_type: &str, bytes: &[u8]) -> Result<Manifest> {
         if !is_manifest_type(media_type) {
-            return Err(DocumentError::MediaType(media_type.to_string()));
+            return Err(DocumentError::MediaType(cut(media_type)));
         }
         let index = is_index_type(media_type);
         json::check(bytes, if index { &json::INDEX } else { &json::MANIFEST })?;
@@ -230,10 +239,10 @@ impl Manifest {
                 key,
             });
         }
-        let parse_error = |e: serde_json::Error| DocumentError::Parse(e.to_string());
+        let parse_error = |e: serde_json::Error| DocumentError::Parse(cut(&e.to_string()));
         let said_matches = |said: &Option<spec::MediaType>| match said {
             Some(said) if said.as_ref() != media_type => Err(DocumentError::MediaTypeMismatch {
-                said: said.to_string(),
+                said: cut(said.as_ref()),
                 served: media_type.to_string(),
             }),
             _ => Ok(()),
@@ -321,7 +330,7 @@ impl ImageConfig {
     /// refuses), a `null` inside a list or a map.
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig> {
         json::check(bytes, &json::IMAGE_CONFIG)?;
-        let parse_error = |e: serde_json::Error| DocumentError::Parse(e.to_string());
+        let parse_error = |e: serde_json::Error| DocumentError::Parse(cut(&e.to_string()));
         let spec: spec::ImageConfiguration = serde_json::from_slice(bytes).map_err(parse_error)?;
         let extras: Extras = serde_json::from_slice(bytes).map_err(parse_error)?;
         Ok(ImageConfig {
@@ -543,6 +552,20 @@ mod tests {
     fn config(run: serde_json::Value) -> serde_json::Value {
         json!({"architecture": "arm64", "os": "linux", "variant": "v8", "config": run,
                "rootfs": {"type": "layers", "diff_ids": []}, "history": [{"created_by": "RUN x"}]})
+    }
+
+    #[test]
+    fn messages_quote_the_upstream_cut_short() {
+        let big = "x".repeat(100_000);
+        let mut m = manifest(OCI_MANIFEST);
+        m["layers"][0]["size"] = json!(big);
+        let e = Manifest::parse(OCI_MANIFEST, &bytes(&m)).unwrap_err();
+        assert!(matches!(e, DocumentError::Parse(_)));
+        assert!(e.to_string().len() < 400, "{e}");
+        m = manifest(OCI_MANIFEST);
+        m["mediaType"] = json!(big);
+        let e = Manifest::parse(OCI_MANIFEST, &bytes(&m)).unwrap_err();
+        assert!(e.to_string().len() < 400, "{e}");
     }
 
     #[test]

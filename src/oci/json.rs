@@ -78,6 +78,17 @@ pub fn check(bytes: &[u8], shape: &'static Shape) -> Result<(), GoJsonError> {
     walked.map_err(|e| GoJsonError::Syntax(e.to_string()))
 }
 
+/// The longest key quoted in a message (keys are the upstream's, and go into logs and answers).
+const MAX_SHOWN: usize = 64;
+
+/// `key`, cut to [`MAX_SHOWN`] characters.
+fn shown(key: &str) -> String {
+    match key.char_indices().nth(MAX_SHOWN) {
+        Some((i, _)) => format!("{}…", &key[..i]),
+        None => key.to_string(),
+    }
+}
+
 /// Go's case folding of an object key, made stricter: ASCII letters compare without case, and a
 /// non-ASCII character counts as the ASCII letter its lower or upper case is (which covers Go's
 /// `K` → `k` and `ſ` → `s`, and a few Go does not fold, such as `ı` → `i`: refusing those too is
@@ -114,7 +125,7 @@ impl fmt::Display for Pointer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Pointer::Root => f.write_str("/"),
-            Pointer::Key(parent, key) => write!(f, "{parent}{key}/"),
+            Pointer::Key(parent, key) => write!(f, "{parent}{}/", shown(key)),
             Pointer::Index(parent, i) => write!(f, "{parent}{i}/"),
         }
     }
@@ -159,7 +170,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
                     None => {
                         if let Some((field, _)) = fields.iter().find(|(n, _)| folds_to(&key, n)) {
                             return Err(self.fail(GoJsonError::CaseVariant {
-                                key,
+                                key: shown(&key),
                                 field,
                                 at: self.at.to_string(),
                             }));
@@ -172,7 +183,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
             };
             if seen.contains(&key) {
                 return Err(self.fail(GoJsonError::Duplicate {
-                    key,
+                    key: shown(&key),
                     at: self.at.to_string(),
                 }));
             }
@@ -513,6 +524,14 @@ mod tests {
             check(deep.as_bytes(), &MANIFEST),
             Err(GoJsonError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn messages_quote_long_keys_cut_short() {
+        let long = "k".repeat(10_000);
+        let doc = format!(r#"{{"{long}":{{"{long}":1,"{long}":2}}}}"#);
+        let e = check(doc.as_bytes(), &MANIFEST).unwrap_err().to_string();
+        assert!(e.len() < 300, "{e}");
     }
 
     #[test]

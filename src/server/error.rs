@@ -181,6 +181,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_document_is_a_4xx_that_blames_the_upstream() {
+        let e = ApiError(Error::InvalidDocument {
+            host: "docker.io".into(),
+            reason: "manifest sha256:…: key \"Config\"".into(),
+        });
+        let (status, code, source) = e.status_and_code();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(code, ErrorCode::ManifestInvalid);
+        assert!(matches!(source, Source::Upstream));
+        assert!(!e.0.retryable());
+    }
+
+    #[test]
     fn the_reason_phrase_names_the_rule_before_it_is_cut() {
         let message = format!(
             "blocked by portcullis: docker.io/acme/app@sha256:{} (score 450): {}",
