@@ -25,11 +25,11 @@
 use super::rules::{Hit, Rule, RuleSet, Scope};
 use super::wallet;
 use super::{cut, Evidence, Finding, Place};
+use crate::oci::{DocumentError, ImageConfig};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use regex::bytes::Regex;
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::LazyLock;
@@ -62,72 +62,12 @@ pub mod detector {
 pub enum ConfigError {
     #[error("image config is {size} bytes, more than the {max} inspected")]
     TooLarge { size: usize, max: usize },
-    #[error("image config is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    /// Not an image config as the clients read it (see `oci::document`).
+    #[error("image config refused: {0}")]
+    Document(#[from] DocumentError),
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
-
-/// The parts of an OCI/Docker image config this inspector reads; everything else is ignored
-/// (`container_config` repeats the last build step, which `history` already holds).
-#[derive(Debug, Default, Deserialize)]
-struct ImageConfig {
-    #[serde(default)]
-    config: Option<RunConfig>,
-    #[serde(default)]
-    history: Option<Vec<History>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RunConfig {
-    #[serde(rename = "Entrypoint", default)]
-    entrypoint: Option<Args>,
-    #[serde(rename = "Cmd", default)]
-    cmd: Option<Args>,
-    #[serde(rename = "Env", default)]
-    env: Option<Vec<String>>,
-    #[serde(rename = "Labels", default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(rename = "WorkingDir", default)]
-    working_dir: Option<String>,
-    #[serde(rename = "Healthcheck", default)]
-    healthcheck: Option<Healthcheck>,
-    /// Instructions run when another image is built FROM this one.
-    #[serde(rename = "OnBuild", default)]
-    on_build: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Healthcheck {
-    /// `["CMD", args…]`, `["CMD-SHELL", command]` or `["NONE"]`.
-    #[serde(rename = "Test", default)]
-    test: Option<Vec<String>>,
-}
-
-/// Docker accepts a single string where an argument list is expected.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Args {
-    List(Vec<String>),
-    One(String),
-}
-
-impl Args {
-    fn joined(&self) -> String {
-        match self {
-            Args::List(v) => v.join(" "),
-            Args::One(s) => s.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct History {
-    #[serde(default)]
-    created_by: Option<String>,
-    #[serde(default)]
-    comment: Option<String>,
-}
 
 /// One config field to judge.
 struct Field {
@@ -226,7 +166,7 @@ impl<'r> ConfigInspector<'r> {
     /// Every finding in an image config (the JSON blob a manifest's `config` descriptor names).
     /// Findings come in field order: Entrypoint, Cmd, Env, Labels, history; a combination
     /// finding (`wallet-with-pool`) comes last. Errors only when the blob is too large or is not
-    /// a JSON object of the image-config shape.
+    /// an image config as the clients read it ([`ImageConfig::parse`]).
     pub fn inspect(&self, config_json: &[u8]) -> Result<Vec<Finding>> {
         if config_json.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::TooLarge {
@@ -234,11 +174,14 @@ impl<'r> ConfigInspector<'r> {
                 max: MAX_CONFIG_BYTES,
             });
         }
-        let image: ImageConfig = serde_json::from_slice(config_json)?;
-        let run = image.config.unwrap_or_default();
+        Ok(self.inspect_config(&ImageConfig::parse(config_json)?))
+    }
+
+    /// Every finding in an image config already read (see [`ConfigInspector::inspect`]).
+    pub fn inspect_config(&self, image: &ImageConfig) -> Vec<Finding> {
         let mut acc = Acc::default();
-        let cwd = run.working_dir.as_deref().filter(|d| !d.is_empty());
-        for field in fields(&run, image.history.as_deref().unwrap_or_default()) {
+        let cwd = image.working_dir();
+        for field in fields(image) {
             let field_cwd = if field.scope == Scope::Entrypoint {
                 cwd
             } else {
@@ -247,7 +190,7 @@ impl<'r> ConfigInspector<'r> {
             self.judge(&field, &field.text, 0, field_cwd, &mut acc);
         }
         self.combine(&mut acc);
-        Ok(self.price(acc.raws))
+        self.price(acc.raws)
     }
 
     /// Judges `text` (the field's own text at depth 0, decoded text below) into `acc`.
@@ -467,7 +410,7 @@ impl<'r> ConfigInspector<'r> {
 }
 
 /// The fields judged, in order, with their names, scopes and places.
-fn fields(run: &RunConfig, history: &[History]) -> Vec<Field> {
+fn fields(image: &ImageConfig) -> Vec<Field> {
     let mut out = Vec::new();
     let mut push = |name: String, scope: Scope, place: Place, text: String| {
         if !text.trim().is_empty() {
@@ -479,34 +422,33 @@ fn fields(run: &RunConfig, history: &[History]) -> Vec<Field> {
             });
         }
     };
-    if let Some(a) = &run.entrypoint {
-        push(
-            "Entrypoint".into(),
-            Scope::Entrypoint,
-            Place::Runs,
-            a.joined(),
-        );
-    }
-    if let Some(a) = &run.cmd {
-        push("Cmd".into(), Scope::Entrypoint, Place::Runs, a.joined());
-    }
-    if let Some(test) = run.healthcheck.as_ref().and_then(|h| h.test.as_deref()) {
-        // The health check runs inside the container, periodically: it counts as what runs.
-        if let Some((kind, args)) = test.split_first() {
-            if kind == "CMD" || kind == "CMD-SHELL" {
-                push(
-                    "Healthcheck.Test".into(),
-                    Scope::Entrypoint,
-                    Place::Runs,
-                    args.join(" "),
-                );
-            }
+    push(
+        "Entrypoint".into(),
+        Scope::Entrypoint,
+        Place::Runs,
+        image.entrypoint().join(" "),
+    );
+    push(
+        "Cmd".into(),
+        Scope::Entrypoint,
+        Place::Runs,
+        image.cmd().join(" "),
+    );
+    // The health check runs inside the container, periodically: it counts as what runs.
+    if let Some((kind, args)) = image.healthcheck_test().split_first() {
+        if kind == "CMD" || kind == "CMD-SHELL" {
+            push(
+                "Healthcheck.Test".into(),
+                Scope::Entrypoint,
+                Place::Runs,
+                args.join(" "),
+            );
         }
     }
-    for (i, e) in run.env.iter().flatten().enumerate() {
+    for (i, e) in image.env().iter().enumerate() {
         push(format!("Env[{i}]"), Scope::Env, Place::Config, e.clone());
     }
-    for (k, v) in run.labels.iter().flatten() {
+    for (k, v) in image.labels() {
         push(
             format!("Labels[{k:?}]"),
             Scope::Labels,
@@ -514,7 +456,7 @@ fn fields(run: &RunConfig, history: &[History]) -> Vec<Field> {
             format!("{k}={v}"),
         );
     }
-    for (i, o) in run.on_build.iter().flatten().enumerate() {
+    for (i, o) in image.on_build().iter().enumerate() {
         push(
             format!("OnBuild[{i}]"),
             Scope::History,
@@ -522,8 +464,8 @@ fn fields(run: &RunConfig, history: &[History]) -> Vec<Field> {
             o.clone(),
         );
     }
-    for (i, h) in history.iter().enumerate() {
-        if let Some(c) = &h.created_by {
+    for (i, h) in image.history().iter().enumerate() {
+        if let Some(c) = h.created_by() {
             push(
                 format!("history[{i}].created_by"),
                 Scope::History,
@@ -531,7 +473,7 @@ fn fields(run: &RunConfig, history: &[History]) -> Vec<Field> {
                 c.clone(),
             );
         }
-        if let Some(c) = &h.comment {
+        if let Some(c) = h.comment() {
             push(
                 format!("history[{i}].comment"),
                 Scope::History,
@@ -1343,28 +1285,40 @@ mod tests {
     fn bad_configs_are_errors() {
         let rules = rules();
         let insp = ConfigInspector::new(rules);
-        assert!(matches!(
-            insp.inspect(b"not json"),
-            Err(ConfigError::Json(_))
+        let refused = |doc: &[u8]| matches!(insp.inspect(doc), Err(ConfigError::Document(_)));
+        assert!(refused(b"not json"));
+        assert!(refused(
+            &serde_json::to_vec(&image(json!({"Env": 3}), json!([]))).unwrap()
         ));
-        assert!(matches!(
-            insp.inspect(b"{\"config\": {\"Env\": 3}}"),
-            Err(ConfigError::Json(_))
+        // No architecture, os or rootfs: not an image config.
+        assert!(refused(b"{}"));
+        // A string Entrypoint: moby runs it as one argument, containerd refuses the image.
+        assert!(refused(
+            &serde_json::to_vec(&image(json!({"Entrypoint": "/tmp/run"}), json!([]))).unwrap()
         ));
+        // What Go would read otherwise: a case variant, a key given twice.
+        assert!(refused(
+            &serde_json::to_vec(&image(json!({"entrypoint": ["/tmp/run"]}), json!([]))).unwrap()
+        ));
+        assert!(refused(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{"Cmd":["/ok"],"Cmd":["/tmp/run"]}}"#));
         let big = vec![b' '; MAX_CONFIG_BYTES + 1];
         assert!(matches!(
             insp.inspect(&big),
             Err(ConfigError::TooLarge { .. })
         ));
-        // Nulls and missing parts are fine; a string Entrypoint is accepted as Docker does.
+        // Nulls and missing parts are fine.
         assert!(insp
-            .inspect(br#"{"config": {"Entrypoint": null, "Cmd": null, "Env": null, "Labels": null}, "history": null}"#)
+            .inspect(
+                &serde_json::to_vec(&image(
+                    json!({"Entrypoint": null, "Cmd": null, "Env": null, "Labels": null}),
+                    json!(null)
+                ))
+                .unwrap()
+            )
             .unwrap()
             .is_empty());
-        assert!(insp.inspect(b"{}").unwrap().is_empty());
-        let f = insp
-            .inspect(br#"{"config": {"Entrypoint": "/tmp/run"}}"#)
-            .unwrap();
+        assert!(inspect(image(json!(null), json!(null))).is_empty());
+        let f = inspect(image(json!({"Entrypoint": ["/tmp/run"]}), json!([])));
         assert_eq!(rule_ids(&f), vec!["evasion.run-from-tmp"]);
     }
 

@@ -388,6 +388,9 @@ fn rule_hash(rules: &[Rule]) -> String {
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let mut h = sha2::Sha256::new();
     h.update(ENGINE_VERSION.as_bytes());
+    // How documents are read is part of the rules: a verdict made from a config read another way
+    // is judged again.
+    h.update(crate::oci::document::READER_VERSION.as_bytes());
     for r in sorted {
         h.update(serde_json::to_vec(r).unwrap_or_default());
         h.update(b"\n");

@@ -7,7 +7,7 @@
 //! `nginx -c /etc/nginx.conf`) is data, not something that runs: counting it as running would let
 //! the mention of a rule file in a scanner's command line decide the image.
 
-use serde::Deserialize;
+use crate::oci::ImageConfig;
 
 /// The `PATH` a container gets when its config sets none (what docker and containerd use).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -37,41 +37,27 @@ pub struct Runs {
     paths: Vec<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ConfigDoc {
-    config: ContainerConfig,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "PascalCase")]
-struct ContainerConfig {
-    entrypoint: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
-    working_dir: Option<String>,
-    env: Option<Vec<String>>,
-}
-
 impl Runs {
-    /// What the image config `config` (JSON) starts; nothing when it cannot be read.
+    /// What the image config `config` (JSON) starts; nothing when it cannot be read (it is then
+    /// refused before it is judged: see `oci::document`).
     pub fn of_config(config: &[u8]) -> Runs {
-        let Ok(doc) = serde_json::from_slice::<ConfigDoc>(config) else {
-            return Runs::default();
-        };
-        let c = doc.config;
-        let mut argv: Vec<String> = c.entrypoint.unwrap_or_default();
-        argv.extend(c.cmd.unwrap_or_default());
+        match ImageConfig::parse(config) {
+            Ok(c) => Runs::of(&c),
+            Err(_) => Runs::default(),
+        }
+    }
+
+    /// What an image config starts.
+    pub fn of(c: &ImageConfig) -> Runs {
+        let mut argv: Vec<String> = c.entrypoint().to_vec();
+        argv.extend(c.cmd().iter().cloned());
         let path = c
-            .env
-            .unwrap_or_default()
+            .env()
             .iter()
             .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
             .unwrap_or_else(|| DEFAULT_PATH.to_string());
         let context = Context {
-            workdir: c
-                .working_dir
-                .filter(|w| !w.is_empty())
-                .unwrap_or("/".into()),
+            workdir: c.working_dir().unwrap_or("/").to_string(),
             path,
         };
         let mut runs = Runs::default();
@@ -214,8 +200,15 @@ fn normalise(path: &str) -> String {
 mod tests {
     use super::*;
 
+    /// What `config` (an image config's JSON, with the parts every config has added) starts.
     fn runs(config: &str) -> Vec<String> {
-        Runs::of_config(config.as_bytes()).paths
+        let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(config) else {
+            return Runs::of_config(config.as_bytes()).paths;
+        };
+        doc["architecture"] = "amd64".into();
+        doc["os"] = "linux".into();
+        doc["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": []});
+        Runs::of_config(&serde_json::to_vec(&doc).unwrap()).paths
     }
 
     #[test]

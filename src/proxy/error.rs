@@ -60,6 +60,12 @@ pub enum Error {
     /// The upstream sent something that cannot be right (wrong digest, oversized manifest).
     #[error("upstream {host} sent a bad answer: {reason}")]
     BadUpstream { host: String, reason: String },
+
+    /// The upstream sent a manifest, an index or an image config that portcullis refuses to read
+    /// (see `oci::document`): one the clients could read otherwise than portcullis does, or that
+    /// cannot be judged. Never served nor cached; answered 400 `MANIFEST_INVALID`.
+    #[error("upstream {host} sent a document portcullis refuses: {reason}")]
+    InvalidDocument { host: String, reason: String },
 }
 
 impl Error {

@@ -1,19 +1,32 @@
 //! The judging stage of a pull: the name before anything goes upstream, then the image a manifest
-//! names (its config, fetched through the shared fill, and what is known of its layers), or each
-//! platform image of an index. The decisions are the guard's; this module finds what it needs.
+//! names (its config, fetched through the shared fill, and what is known of its layers), or every
+//! image an index reaches, through nested indexes too. The decisions are the guard's; this module
+//! finds what it needs.
 
-use super::{Error, ManifestReply, ManifestRequest, PullThrough, Result};
+use super::manifests::document;
+use super::{Error, PullThrough, Result};
 use crate::inspect::config::MAX_CONFIG_BYTES;
-use crate::oci::media::{ManifestDoc, IMAGE_CONFIG_TYPES};
-use crate::oci::{Digest, Reference};
+use crate::oci::media::IMAGE_CONFIG_TYPES;
+use crate::oci::{Descriptor, Digest, ImageConfig, ImageManifest, Manifest, Reference};
 use crate::policy::guard::{Guard, NameVerdict, Who};
 use crate::store::ImageBlobs;
 use crate::upstream::Route;
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// Children of an index judged when the index is asked for (platform images, not attestations).
-const MAX_INDEX_CHILDREN: usize = 32;
+/// Manifests read when an index is asked for (nested indexes and platform images; attestations
+/// are skipped). Past this, the rest of an index's images are judged when a client asks for them:
+/// each is a manifest request of its own, judged like any other, so none is served unjudged.
+const MAX_INDEX_MANIFESTS: usize = 64;
+/// The most indexes an image may be reached through (the index asked for counts as one); an index
+/// nested deeper is refused. Real images nest one index at most.
+pub const MAX_INDEX_DEPTH: usize = 4;
+
+/// What an artifact's config (a Helm chart's, a signature's) is judged as: an image config with
+/// nothing in it. Only the artifact's layers count.
+const ARTIFACT_CONFIG: &[u8] =
+    br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]}}"#;
 
 impl PullThrough {
     /// The name's judgement for this request (nothing to count without a guard).
@@ -24,48 +37,74 @@ impl PullThrough {
         }
     }
 
-    /// Judges what a manifest names: an image (its config and known layers), or each platform
-    /// image of an index (the index is refused when one of them is).
+    /// Judges what a manifest (`digest`, already read as the clients read it) names: an image
+    /// (its config and known layers), or every image an index reaches (the index is refused when
+    /// one of them is, or when one of its manifests is refused as a document).
     pub(super) async fn judge(
         &self,
-        req: &ManifestRequest,
+        req: &super::ManifestRequest,
         name: &NameVerdict,
-        reply: &ManifestReply,
+        digest: &Digest,
+        doc: &Manifest,
     ) -> Result<()> {
         let Some(guard) = &self.guard else {
             return Ok(());
         };
-        let Some(doc) = ManifestDoc::parse(&reply.bytes) else {
-            return Ok(());
+        let index = match doc {
+            Manifest::Image(image) => {
+                return self.judge_image(guard, req, name, digest, image).await
+            }
+            Manifest::Index(index) => index,
         };
-        if !doc.is_index() {
-            return self
-                .judge_image(guard, req, name, &reply.digest, &doc)
-                .await;
-        }
-        let children = doc
-            .manifests
-            .iter()
-            .filter(|m| m.platform.as_ref().is_none_or(|p| p.os != "unknown"))
-            .take(MAX_INDEX_CHILDREN);
-        for child in children {
-            let digest: Digest = child.digest.parse().map_err(|e| Error::BadUpstream {
+        let images = |manifests: &[Descriptor], depth: usize| {
+            manifests
+                .iter()
+                .filter(|m| !m.is_attestation())
+                .map(|m| (m.clone(), depth))
+                .collect::<Vec<_>>()
+        };
+        let mut queue: VecDeque<(Descriptor, usize)> = images(&index.manifests, 1).into();
+        let mut read = 0;
+        while let Some((child, depth)) = queue.pop_front() {
+            if read == MAX_INDEX_MANIFESTS {
+                tracing::info!(index = %digest, left = queue.len() + 1, "index lists more manifests than are read at once: the rest are judged when asked for");
+                break;
+            }
+            read += 1;
+            let refuse = |reason: String| Error::InvalidDocument {
                 host: req.route.upstream.host.clone(),
-                reason: format!("index lists a bad digest: {e}"),
-            })?;
-            let accept = vec![child.media_type.clone()];
-            let reference = Reference::Digest(digest.clone());
-            let (child_reply, cached) = self
-                .resolve_manifest(&req.route, &reference, &accept)
+                reason,
+            };
+            let (reply, cached) = self
+                .resolve_manifest(
+                    &req.route,
+                    &Reference::Digest(child.digest.clone()),
+                    &[child.media_type().to_string()],
+                )
                 .await?;
-            if let Some(child_doc) =
-                ManifestDoc::parse(&child_reply.bytes).filter(|d| !d.is_index())
-            {
-                self.judge_image(guard, req, name, &digest, &child_doc)
-                    .await?;
+            // A client reads a child as the kind its descriptor names.
+            if reply.media_type != child.media_type() {
+                return Err(refuse(format!(
+                    "index {digest} lists {} as {:?}, but it is served as {:?}",
+                    child.digest,
+                    child.media_type(),
+                    reply.media_type
+                )));
+            }
+            match document(&req.route, &reply)? {
+                Manifest::Image(image) => {
+                    self.judge_image(guard, req, name, &child.digest, &image)
+                        .await?;
+                }
+                Manifest::Index(_) if depth >= MAX_INDEX_DEPTH => {
+                    return Err(refuse(format!(
+                        "index {digest} nests indexes more than {MAX_INDEX_DEPTH} deep"
+                    )));
+                }
+                Manifest::Index(nested) => queue.extend(images(&nested.manifests, depth + 1)),
             }
             if !cached {
-                self.keep_manifest(&req.route, None, &child_reply).await;
+                self.keep_manifest(&req.route, None, &reply).await;
             }
         }
         Ok(())
@@ -74,29 +113,14 @@ impl PullThrough {
     async fn judge_image(
         &self,
         guard: &Arc<Guard>,
-        req: &ManifestRequest,
+        req: &super::ManifestRequest,
         name: &NameVerdict,
         digest: &Digest,
-        doc: &ManifestDoc,
+        image: &ImageManifest,
     ) -> Result<()> {
-        let Some(config) = &doc.config else {
-            return Ok(());
-        };
-        let bad = |reason: String| Error::BadUpstream {
-            host: req.route.upstream.host.clone(),
-            reason,
-        };
-        let parse = |d: &str| {
-            d.parse::<Digest>()
-                .map_err(|e| bad(format!("manifest lists a bad digest: {e}")))
-        };
         let blobs = ImageBlobs {
-            config: parse(&config.digest)?,
-            layers: doc
-                .layers
-                .iter()
-                .map(|l| parse(&l.digest))
-                .collect::<Result<_>>()?,
+            config: image.config.digest.clone(),
+            layers: image.layer_digests(),
             runs: Vec::new(),
         };
         // Artifacts (Helm charts, signatures) have other config types: only their layers count. An
@@ -104,12 +128,27 @@ impl PullThrough {
         // blocked image's config is not cached, and must not cost an upstream request each time).
         let config_bytes = if guard.knows_image(digest) {
             None
-        } else if IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
+        } else if IMAGE_CONFIG_TYPES.contains(&image.config.media_type()) {
             match self
                 .read_small_blob(&req.route, &blobs.config, MAX_CONFIG_BYTES)
                 .await
             {
-                Ok(b) => Some(b),
+                Ok(b) => {
+                    // An image config is read as the clients read it, or the image is refused
+                    // (and its config not kept).
+                    if let Err(e) = ImageConfig::parse(&b) {
+                        tracing::warn!(manifest = %digest, config = %blobs.config, error = %e, "image config refused: not read as the clients read it");
+                        self.drop_cached(&blobs.config);
+                        return Err(Error::InvalidDocument {
+                            host: req.route.upstream.host.clone(),
+                            reason: format!(
+                                "manifest {digest}: image config {}: {e}",
+                                blobs.config
+                            ),
+                        });
+                    }
+                    Some(b)
+                }
                 // No client can pull an image whose config is missing; nothing to judge.
                 Err(Error::Upstream { status: 404, .. }) => {
                     tracing::warn!(config = %blobs.config, "image config not found upstream: manifest passed on unjudged");
@@ -118,7 +157,7 @@ impl PullThrough {
                 Err(e) => return Err(e),
             }
         } else {
-            Some(Bytes::from_static(b"{}"))
+            Some(Bytes::from_static(ARTIFACT_CONFIG))
         };
         if guard.policy.config.strict {
             for layer in guard.unjudged_layers(&blobs) {

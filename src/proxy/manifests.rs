@@ -46,8 +46,9 @@ impl PullThrough {
         let bytes = read_capped(response, cap, self.client.settings().idle_timeout())
             .await
             .map_err(|e| bad(format!("manifest body: {e}")))?;
-        let media_type = media::manifest_media_type(content_type.as_deref(), &bytes)
-            .ok_or_else(|| bad("manifest has no media type".into()))?;
+        // Checked with the document itself (`document`): a manifest served as anything but a
+        // manifest or an index type is refused there, not guessed from its body.
+        let media_type = media::manifest_media_type(content_type.as_deref()).unwrap_or_default();
         let digest = match reference {
             Reference::Digest(expected) => {
                 let got = Digest::compute(expected.algorithm(), &bytes);
@@ -244,6 +245,27 @@ impl PullThrough {
             tracing::error!(digest = %reply.digest, error = %e, "cache write failed: serving uncached");
         }
     }
+}
+
+/// The manifest as the clients read it (`oci::document`), or, for a document they could read
+/// otherwise than portcullis or that cannot be judged, the refusal: it is then neither served nor
+/// cached. Checked on every answer, cached ones included (a cache written by an older version may
+/// hold documents that were not checked), whether inspection is on or off.
+pub(super) fn document(route: &Route, reply: &ManifestReply) -> Result<crate::oci::Manifest> {
+    crate::oci::Manifest::parse(&reply.media_type, &reply.bytes).map_err(|e| {
+        tracing::warn!(
+            upstream = %route.upstream.host,
+            repo = %route.repo,
+            digest = %reply.digest,
+            media_type = %reply.media_type,
+            error = %e,
+            "manifest refused: not read as the clients read it"
+        );
+        Error::InvalidDocument {
+            host: route.upstream.host.clone(),
+            reason: format!("manifest {}: {e}", reply.digest),
+        }
+    })
 }
 
 /// A manifest answered from the cache.

@@ -15,6 +15,7 @@ pub mod range;
 pub mod tags;
 
 pub use error::{Error, Result};
+pub use judging::MAX_INDEX_DEPTH;
 pub use range::ByteRange;
 pub use tags::Page;
 
@@ -190,7 +191,8 @@ impl Registry for PullThrough {
         let (reply, cached) = self
             .resolve_manifest(&req.route, &req.reference, &req.accept)
             .await?;
-        self.judge(&req, &name, &reply).await?;
+        let doc = manifests::document(&req.route, &reply)?;
+        self.judge(&req, &name, &reply.digest, &doc).await?;
         // Kept once judged: a manifest refused by policy is not cached.
         if !cached {
             let tag = match &req.reference {

@@ -8,8 +8,8 @@
 
 use super::layout::{self, read_small, Blobs};
 use super::{
-    config_platform, LayerSource, LocalImage, Platforms, Result, ScanError, MAX_CONFIG_BYTES,
-    MAX_MANIFEST_BYTES,
+    config_platform, read_config, LayerSource, LocalImage, Platforms, Result, ScanError,
+    MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
 };
 use crate::oci::Digest;
 use serde::Deserialize;
@@ -200,6 +200,12 @@ pub fn images(
         )));
     }
     let bytes = read_small(archive, "manifest.json", MAX_MANIFEST_BYTES)?;
+    // `docker load` reads it with Go's encoding/json too.
+    crate::oci::json::check(&bytes, &crate::oci::json::SAVED_MANIFEST).map_err(|e| {
+        ScanError::Input(format!(
+            "manifest.json: Go clients would read it differently: {e}"
+        ))
+    })?;
     let saved: Vec<SavedImage> = serde_json::from_slice(&bytes)
         .map_err(|e| ScanError::Input(format!("manifest.json: {e}")))?;
     let tags = || {
@@ -239,6 +245,7 @@ pub fn images(
         },
     };
     let config = read_small(archive, &image.config, MAX_CONFIG_BYTES)?;
+    read_config(&image.config, &config)?;
     let config_digest = match named_digest(&image.config) {
         Some(expected) => {
             let got = Digest::compute(expected.algorithm(), &config);

@@ -3,11 +3,11 @@
 //! where their layers are (read later, streamed).
 
 use super::{
-    select_platforms, LayerSource, LocalImage, Platforms, Result, ScanError, IMAGE_CONFIG_TYPES,
-    MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
+    read_config, select_platforms, LayerSource, LocalImage, Platforms, Result, ScanError,
+    IMAGE_CONFIG_TYPES, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
 };
-use crate::oci::media::{Descriptor, ManifestDoc};
-use crate::oci::Digest;
+use crate::oci::{Descriptor, Digest, ImageIndex, Manifest};
+use crate::proxy::MAX_INDEX_DEPTH;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -97,12 +97,6 @@ pub fn read_blob(blobs: &dyn Blobs, digest: &Digest, cap: usize) -> Result<Vec<u
     Ok(bytes)
 }
 
-fn parse_digest(d: &Descriptor, what: &str) -> Result<Digest> {
-    d.digest
-        .parse()
-        .map_err(|e| ScanError::Input(format!("{what} lists a bad digest: {e}")))
-}
-
 /// The images of a layout to scan: those `tag` names (by `org.opencontainers.image.ref.name`, or
 /// containerd's full image name), or when no tag is given the only image, or the platforms of
 /// `index.json` itself; an index among them is narrowed to `platforms`.
@@ -117,13 +111,13 @@ pub fn images(
         ));
     }
     let index_bytes = read_small(blobs, "index.json", MAX_MANIFEST_BYTES)?;
-    let index: ManifestDoc = serde_json::from_slice(&index_bytes)
+    let index = ImageIndex::parse_layout(&index_bytes)
         .map_err(|e| ScanError::Input(format!("index.json: {e}")))?;
     let tags = || {
         let t: Vec<&str> = index
             .manifests
             .iter()
-            .filter_map(|m| m.annotations.get(REF_NAME).map(String::as_str))
+            .filter_map(|m| m.annotation(REF_NAME))
             .collect();
         if t.is_empty() {
             "none".to_string()
@@ -137,8 +131,8 @@ pub fn images(
                 .manifests
                 .iter()
                 .find(|m| {
-                    m.annotations.get(REF_NAME).map(String::as_str) == Some(tag)
-                        || m.annotations.get(CONTAINERD_NAME).map(String::as_str) == Some(tag)
+                    m.annotation(REF_NAME) == Some(tag)
+                        || m.annotation(CONTAINERD_NAME) == Some(tag)
                 })
                 .ok_or_else(|| {
                     ScanError::Input(format!(
@@ -155,11 +149,11 @@ pub fn images(
         None => {
             // Several entries: platforms of one image (index.json used as the index), or several
             // images, which need a tag to choose.
-            let all_platforms = index.manifests.iter().all(|m| m.platform.is_some());
+            let all_platforms = index.manifests.iter().all(|m| m.platform().is_some());
             let names: std::collections::BTreeSet<&str> = index
                 .manifests
                 .iter()
-                .filter_map(|m| m.annotations.get(REF_NAME).map(String::as_str))
+                .filter_map(|m| m.annotation(REF_NAME))
                 .collect();
             if !all_platforms || names.len() > 1 {
                 return Err(ScanError::Usage(format!(
@@ -178,8 +172,9 @@ pub fn images(
     Ok(out)
 }
 
-/// Reads the manifest `d` names: an image is added to `out`, an index is narrowed to
-/// `platforms` and each of its images read.
+/// Reads the manifest `d` names, as the kind its descriptor says (as the clients do): an image is
+/// added to `out`, an index (the `depth`-th one on the way, nested ones included up to
+/// [`MAX_INDEX_DEPTH`]) is narrowed to `platforms` and each of its entries read.
 fn resolve(
     blobs: &dyn Blobs,
     d: &Descriptor,
@@ -187,52 +182,47 @@ fn resolve(
     out: &mut Vec<LocalImage>,
     depth: usize,
 ) -> Result<()> {
-    let digest = parse_digest(d, "the index")?;
-    let bytes = read_blob(blobs, &digest, MAX_MANIFEST_BYTES)?;
-    let doc = ManifestDoc::parse(&bytes).ok_or_else(|| {
-        ScanError::Input(format!("manifest {digest}: not a manifest or an index"))
-    })?;
-    if doc.is_index() {
-        if depth > 0 {
+    let digest = &d.digest;
+    let bytes = read_blob(blobs, digest, MAX_MANIFEST_BYTES)?;
+    let doc = Manifest::parse(d.media_type(), &bytes)
+        .map_err(|e| ScanError::Input(format!("manifest {digest}: {e}")))?;
+    let image = match doc {
+        Manifest::Index(_) if depth >= MAX_INDEX_DEPTH => {
             return Err(ScanError::Input(format!(
-                "index {digest} lists another index: nested indexes are not scanned"
-            )));
+                "index {digest}: indexes nest more than {MAX_INDEX_DEPTH} deep"
+            )))
         }
-        for child in select_platforms(&doc.manifests, platforms)? {
-            resolve(blobs, child, platforms, out, depth + 1)?;
+        Manifest::Index(index) => {
+            for child in select_platforms(&index.manifests, platforms)? {
+                resolve(blobs, child, platforms, out, depth + 1)?;
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    let Some(config) = &doc.config else {
-        return Err(ScanError::Input(format!(
-            "manifest {digest}: no config (a schema 1 manifest?)"
-        )));
+        Manifest::Image(image) => image,
     };
-    let config_digest = parse_digest(config, "the manifest")?;
-    let config_bytes = if IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
-        Some(read_blob(blobs, &config_digest, MAX_CONFIG_BYTES)?)
+    let config = &image.config;
+    let config_bytes = if IMAGE_CONFIG_TYPES.contains(&config.media_type()) {
+        let bytes = read_blob(blobs, &config.digest, MAX_CONFIG_BYTES)?;
+        read_config(&format!("manifest {digest}"), &bytes)?;
+        Some(bytes)
     } else {
         None
     };
-    let layers = doc
+    let layers = image
         .layers
         .iter()
-        .map(|l| {
-            let ld = parse_digest(l, "the manifest")?;
-            Ok(LayerSource {
-                path: blob_path(&ld),
-                media_type: l.media_type.clone(),
-                digest: Some(ld),
-                // A descriptor without a size deserializes as 0; no real layer is empty.
-                size: (l.size > 0).then_some(l.size),
-            })
+        .map(|l| LayerSource {
+            path: blob_path(&l.digest),
+            media_type: l.media_type().to_string(),
+            digest: Some(l.digest.clone()),
+            size: Some(l.size()),
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     out.push(LocalImage {
-        manifest: Some(digest),
-        config_digest: Some(config_digest),
+        manifest: Some(digest.clone()),
+        config_digest: Some(config.digest.clone()),
         config: config_bytes,
-        platform: super::descriptor_platform(d),
+        platform: d.platform_name(),
         layers,
     });
     Ok(())

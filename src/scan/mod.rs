@@ -21,8 +21,7 @@ use crate::inspect::name::NameInspector;
 use crate::inspect::rules::RuleSet;
 use crate::inspect::{Decision, Finding};
 use crate::judge::{ImageEvidence, Runs};
-use crate::oci::media::Descriptor;
-use crate::oci::{Digest, Reference, RepoName};
+use crate::oci::{Descriptor, Digest, ImageConfig, Reference, RepoName};
 use crate::policy::Policy;
 use crate::upstream::{RouteError, Upstreams};
 use std::io::Read;
@@ -240,30 +239,17 @@ impl std::fmt::Display for PlatformSpec {
     }
 }
 
-/// `os/arch[/variant]` of an index entry, if it says.
-fn descriptor_platform(d: &Descriptor) -> Option<String> {
-    let p = d.platform.as_ref()?;
-    let mut s = format!("{}/{}", p.os, p.architecture);
-    if let Some(v) = p.variant.as_deref().filter(|v| !v.is_empty()) {
-        s = format!("{s}/{v}");
-    }
-    Some(s)
-}
-
 /// The entries of an index to scan under `choice`. Attestation manifests (`unknown/unknown`) are
 /// never images.
 pub fn select_platforms<'a>(
     manifests: &'a [Descriptor],
     choice: &Platforms,
 ) -> Result<Vec<&'a Descriptor>> {
-    let images: Vec<&Descriptor> = manifests
-        .iter()
-        .filter(|m| m.platform.as_ref().is_none_or(|p| p.os != "unknown"))
-        .collect();
+    let images: Vec<&Descriptor> = manifests.iter().filter(|m| !m.is_attestation()).collect();
     let listed = || {
         let names: Vec<String> = images
             .iter()
-            .map(|d| descriptor_platform(d).unwrap_or_else(|| "unnamed".into()))
+            .map(|d| d.platform_name().unwrap_or_else(|| "unnamed".into()))
             .collect();
         names.join(", ")
     };
@@ -272,7 +258,7 @@ pub fn select_platforms<'a>(
         Platforms::One(spec) => images
             .iter()
             .filter(|d| {
-                d.platform.as_ref().is_some_and(|p| {
+                d.platform().is_some_and(|p| {
                     p.os == spec.os
                         && p.architecture == spec.arch
                         && spec
@@ -288,8 +274,7 @@ pub fn select_platforms<'a>(
             let amd64: Vec<&Descriptor> = images
                 .iter()
                 .filter(|d| {
-                    d.platform
-                        .as_ref()
+                    d.platform()
                         .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
                 })
                 .take(1)
@@ -544,13 +529,15 @@ impl Scanner {
 
 /// `os/arch[/variant]` from an image config.
 pub fn config_platform(config: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
-    let os = v["os"].as_str().filter(|s| !s.is_empty())?;
-    let arch = v["architecture"].as_str().filter(|s| !s.is_empty())?;
-    Some(match v["variant"].as_str().filter(|s| !s.is_empty()) {
-        Some(variant) => format!("{os}/{arch}/{variant}"),
-        None => format!("{os}/{arch}"),
-    })
+    ImageConfig::parse(config).ok()?.platform_name()
+}
+
+/// An image config read as the clients read it, or the reason it is refused (a scan then ends
+/// with [`EXIT_ERROR`], as the proxy refuses the image).
+pub fn read_config(what: &str, config: &[u8]) -> Result<()> {
+    ImageConfig::parse(config)
+        .map(|_| ())
+        .map_err(|e| ScanError::Input(format!("{what}: image config refused: {e}")))
 }
 
 /// The host and repository a name is judged as: routed like a pull through the proxy when its

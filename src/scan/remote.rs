@@ -3,13 +3,12 @@
 //! whole, each layer streamed through its inspector and dropped.
 
 use super::{
-    select_platforms, InspectedImage, InspectedLayer, Platforms, Result, ScanError, ScanReport,
-    Scanner, IMAGE_CONFIG_TYPES, MAX_CONFIG_BYTES,
+    read_config, select_platforms, InspectedImage, InspectedLayer, Platforms, Result, ScanError,
+    ScanReport, Scanner, IMAGE_CONFIG_TYPES, MAX_CONFIG_BYTES,
 };
-use crate::oci::media::{Descriptor, ManifestDoc};
-use crate::oci::{Digest, Reference};
+use crate::oci::{Descriptor, Digest, ImageManifest, Manifest, Reference};
 use crate::policy::guard::Who;
-use crate::proxy::{BlobRequest, ManifestRequest, PullThrough, Registry};
+use crate::proxy::{BlobRequest, ManifestRequest, PullThrough, Registry, MAX_INDEX_DEPTH};
 use crate::upstream::{Route, RouteError, UpstreamClient, Upstreams};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -35,43 +34,67 @@ pub async fn scan(
     };
     let names = scanner.name_findings(&route.upstream.host, &route.repo);
     let registry = PullThrough::new(client);
-    let top = manifest(&registry, &route, reference.clone(), Vec::new()).await?;
-    let doc = ManifestDoc::parse(&top.1)
-        .ok_or_else(|| ScanError::Input(format!("{label}: not a manifest or an index")))?;
+    let (top, _, doc) = manifest(&registry, &route, reference.clone(), Vec::new()).await?;
     let mut images = Vec::new();
-    if doc.is_index() {
-        for child in select_platforms(&doc.manifests, platforms)? {
-            let digest: Digest = child
-                .digest
-                .parse()
-                .map_err(|e| ScanError::Input(format!("the index lists a bad digest: {e}")))?;
-            let (digest, bytes) = manifest(
-                &registry,
-                &route,
-                Reference::Digest(digest),
-                vec![child.media_type.clone()],
-            )
-            .await?;
-            let child_doc = ManifestDoc::parse(&bytes)
-                .filter(|d| !d.is_index())
-                .ok_or_else(|| ScanError::Input(format!("{digest}: not an image manifest")))?;
-            let image = image(scanner, &registry, &route, digest, &child_doc, Some(child)).await?;
+    let index = match doc {
+        Manifest::Image(m) => {
+            let image = image(scanner, &registry, &route, top, &m, None).await?;
             images.push(scanner.judge(&names, image));
+            return Ok(scanner.report(label, names, images));
         }
-    } else {
-        let image = image(scanner, &registry, &route, top.0, &doc, None).await?;
-        images.push(scanner.judge(&names, image));
+        Manifest::Index(index) => index,
+    };
+    // Depth first, in the order the indexes list them; nested indexes narrowed to `platforms` too.
+    let mut todo: Vec<(Descriptor, usize)> = select_platforms(&index.manifests, platforms)?
+        .into_iter()
+        .rev()
+        .map(|d| (d.clone(), 1))
+        .collect();
+    while let Some((child, depth)) = todo.pop() {
+        let (digest, media_type, doc) = manifest(
+            &registry,
+            &route,
+            Reference::Digest(child.digest.clone()),
+            vec![child.media_type().to_string()],
+        )
+        .await?;
+        if media_type != child.media_type() {
+            return Err(ScanError::Input(format!(
+                "{digest}: listed as {:?} but served as {media_type:?}",
+                child.media_type()
+            )));
+        }
+        match doc {
+            Manifest::Image(m) => {
+                let image = image(scanner, &registry, &route, digest, &m, Some(&child)).await?;
+                images.push(scanner.judge(&names, image));
+            }
+            Manifest::Index(_) if depth >= MAX_INDEX_DEPTH => {
+                return Err(ScanError::Input(format!(
+                    "{label}: indexes nest more than {MAX_INDEX_DEPTH} deep"
+                )))
+            }
+            Manifest::Index(nested) => {
+                for d in select_platforms(&nested.manifests, platforms)?
+                    .into_iter()
+                    .rev()
+                {
+                    todo.push((d.clone(), depth + 1));
+                }
+            }
+        }
     }
     Ok(scanner.report(label, names, images))
 }
 
-/// A manifest, verified against its digest (or the one the upstream announced for a tag).
+/// A manifest, verified against its digest (or the one the upstream announced for a tag) and read
+/// as the clients read it (the proxy's own check: a refused document ends the scan).
 async fn manifest(
     registry: &PullThrough,
     route: &Route,
     reference: Reference,
     accept: Vec<String>,
-) -> Result<(Digest, bytes::Bytes)> {
+) -> Result<(Digest, String, Manifest)> {
     let reply = registry
         .manifest(ManifestRequest {
             route: route.clone(),
@@ -80,7 +103,9 @@ async fn manifest(
             who: Who::default(),
         })
         .await?;
-    Ok((reply.digest, reply.bytes))
+    let doc = Manifest::parse(&reply.media_type, &reply.bytes)
+        .map_err(|e| ScanError::Input(format!("manifest {}: {e}", reply.digest)))?;
+    Ok((reply.digest, reply.media_type, doc))
 }
 
 /// Fetches an image's config and streams each of its layers through an inspector.
@@ -89,30 +114,22 @@ async fn image(
     registry: &PullThrough,
     route: &Route,
     manifest: Digest,
-    doc: &ManifestDoc,
+    doc: &ImageManifest,
     from_index: Option<&Descriptor>,
 ) -> Result<InspectedImage> {
-    let config_desc = doc.config.as_ref().ok_or_else(|| {
-        ScanError::Input(format!(
-            "manifest {manifest}: no config (a schema 1 manifest?)"
-        ))
-    })?;
-    let config_digest: Digest = config_desc
-        .digest
-        .parse()
-        .map_err(|e| ScanError::Input(format!("manifest {manifest} lists a bad digest: {e}")))?;
+    let config_digest = doc.config.digest.clone();
     // Artifacts (Helm charts, signatures) have other config types: only their layers count.
-    let config = if IMAGE_CONFIG_TYPES.contains(&config_desc.media_type.as_str()) {
-        Some(blob_bytes(registry, route, &config_digest, MAX_CONFIG_BYTES).await?)
+    let config = if IMAGE_CONFIG_TYPES.contains(&doc.config.media_type()) {
+        let bytes = blob_bytes(registry, route, &config_digest, MAX_CONFIG_BYTES).await?;
+        read_config(&format!("manifest {manifest}"), &bytes)?;
+        Some(bytes)
     } else {
         None
     };
     let mut layers = Vec::new();
     for l in &doc.layers {
-        let digest: Digest = l.digest.parse().map_err(|e| {
-            ScanError::Input(format!("manifest {manifest} lists a bad digest: {e}"))
-        })?;
-        let mut inspector = scanner.layer_inspector(&l.media_type, Some(&digest));
+        let digest = l.digest.clone();
+        let mut inspector = scanner.layer_inspector(l.media_type(), Some(&digest));
         let mut body = blob_body(registry, route, &digest).await?;
         // The body ends in an error, its last bytes withheld, unless they hash to the digest.
         while let Some(chunk) = body.next().await {
@@ -128,7 +145,7 @@ async fn image(
         manifest: Some(manifest),
         config_digest: Some(config_digest),
         config,
-        platform: from_index.and_then(super::descriptor_platform),
+        platform: from_index.and_then(Descriptor::platform_name),
         layers,
     })
 }

@@ -79,6 +79,15 @@ impl ApiError {
                 Upstream,
             ),
             Error::BadUpstream { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Unknown, Upstream),
+            // The upstream's document is at fault (`detail.source` says so), but the answer is
+            // a 4xx: it will not change on a retry (clients retry 5xx, each retry a fetch
+            // upstream), and clients show a 4xx's OCI error (skopeo: `manifest invalid: …`)
+            // where they show only the status of a 5xx.
+            Error::InvalidDocument { .. } => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ManifestInvalid,
+                Upstream,
+            ),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, Proxy),
         }
     }
@@ -170,6 +179,19 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_document_is_a_4xx_that_blames_the_upstream() {
+        let e = ApiError(Error::InvalidDocument {
+            host: "docker.io".into(),
+            reason: "manifest sha256:…: key \"Config\"".into(),
+        });
+        let (status, code, source) = e.status_and_code();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(code, ErrorCode::ManifestInvalid);
+        assert!(matches!(source, Source::Upstream));
+        assert!(!e.0.retryable());
+    }
 
     #[test]
     fn the_reason_phrase_names_the_rule_before_it_is_cut() {

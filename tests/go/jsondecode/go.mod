@@ -1,0 +1,3 @@
+module portcullis.test/jsondecode
+
+go 1.19
