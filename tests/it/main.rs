@@ -16,3 +16,4 @@ mod reputation;
 mod scan;
 mod skopeo;
 mod store_cli;
+mod tar_parity;
