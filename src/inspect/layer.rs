@@ -340,7 +340,7 @@ impl Decoder {
     }
 
     fn write_all(&mut self, chunk: &[u8]) -> Result<(), String> {
-        let what = format!("{:?}", self.format()).to_lowercase();
+        let format = self.format();
         match self {
             Decoder::Gzip(d) => d.write_all(chunk),
             Decoder::Zstd(d) => d.write_all(chunk),
@@ -349,7 +349,7 @@ impl Decoder {
             Decoder::Tar(p) => p.write_all(chunk),
             Decoder::Sniff(..) | Decoder::NotALayer(..) => Ok(()),
         }
-        .map_err(|e| format!("{what}: {e}"))
+        .map_err(|e| format!("{}: {e}", format!("{format:?}").to_lowercase()))
     }
 
     /// A decoder for a known compression (never `Auto`, which sniffs first).

@@ -778,7 +778,14 @@ impl Analyzer {
     /// A hard link gets its target's content: the target's findings are the link's too, and
     /// an executable target makes the link one.
     fn hard_link(&mut self, path: &str, target: &str) {
-        let target = abs(&self.place(target));
+        let placed = self.place(target);
+        // A hard link to a symlink is that symlink (link(2) does not follow it).
+        if let Some(t) = self.links.get(&placed).cloned() {
+            if self.links.len() < MAX_LINKS {
+                self.links.insert(path.to_string(), t);
+            }
+        }
+        let target = abs(&placed);
         let link = abs(path);
         if self.exec_hashes.contains(&self.hasher.hash_one(&target)) {
             self.add_executable(path);
@@ -1149,6 +1156,44 @@ mod tests {
                 assert!(compared_now * 2 < compared, "{compared} -> {compared_now}");
             }
         }
+    }
+
+    #[test]
+    fn a_hole_is_searched_further_than_the_longest_literal() {
+        let rules = LayerRules::new(Arc::new(RuleSet::builtin().unwrap()));
+        for lits in rules.search.iter().flatten() {
+            assert!((lits.overlap() as u64) < HOLE_SCAN, "{}", lits.overlap());
+        }
+    }
+
+    #[test]
+    fn paths_resolve_through_the_layers_symlinks_inside_its_root() {
+        let rules = Arc::new(LayerRules::new(Arc::new(RuleSet::builtin().unwrap())));
+        let mut a = Analyzer::new(rules, Limits::default(), None);
+        for (path, target) in [
+            ("opt/jobs", "/etc/cron.d"),
+            ("opt/rel", "../../../srv"),
+            ("a/loop", "b/loop"),
+            ("a/b", "."),
+        ] {
+            a.links.insert(path.into(), target.into());
+        }
+        assert_eq!(a.place("./opt/jobs/x"), "etc/cron.d/x");
+        assert_eq!(a.place("opt/rel/y/z"), "srv/y/z");
+        assert_eq!(
+            a.place("opt/jobs"),
+            "opt/jobs",
+            "the last component is not followed"
+        );
+        assert_eq!(a.place("../../opt//jobs/./x"), "etc/cron.d/x");
+        // A loop: containerd fails the layer after 255 links; the path stays lexical.
+        assert_eq!(a.place("a/loop/x"), "a/loop/x");
+        a.replace("opt", false);
+        assert_eq!(
+            a.place("opt/jobs/x"),
+            "opt/jobs/x",
+            "replaced with the directory above it"
+        );
     }
 
     #[test]

@@ -95,9 +95,9 @@ struct Pax {
     path: Option<String>,
     linkpath: Option<String>,
     size: Option<Vec<u8>>,
-    /// Records Go validates when it merges them (uid, gid, times): an error there fails the
-    /// entry.
-    invalid: bool,
+    /// Records Go validates when it merges them (uid, gid, atime, mtime, ctime) whose last
+    /// value does not parse: an error there fails the entry.
+    bad: [bool; 5],
     sparse_major: Option<Vec<u8>>,
     sparse_minor: Option<Vec<u8>>,
     sparse_name: Option<String>,
@@ -368,7 +368,7 @@ impl TarStream {
         let long_name = std::mem::take(&mut self.long_name);
         let long_link = std::mem::take(&mut self.long_link);
         let bad = |s: &mut TarStream, what: &str| s.fail(format!("{what} at offset {at}"));
-        if pax.invalid {
+        if pax.bad.contains(&true) {
             return bad(self, "invalid PAX record");
         }
         let version = sparse_version(&pax);
@@ -830,7 +830,7 @@ fn sparse_map_1_0(text: &[u8]) -> Result<Option<Vec<(i64, i64)>>, ()> {
         return Ok(None);
     }
     let n = go_parse_int(tokens.next().unwrap_or_default()).ok_or(())?;
-    if n < 0 || n > i64::MAX / 2 {
+    if !(0..=i64::MAX / 2).contains(&n) {
         return Err(());
     }
     if lines < 1 + 2 * n as u64 {
@@ -906,16 +906,12 @@ fn parse_pax(mut buf: &[u8]) -> Option<Pax> {
             b"path" => pax.path = set(v).map(|v| text(&v)),
             b"linkpath" => pax.linkpath = set(v).map(|v| text(&v)),
             b"size" => pax.size = set(v),
-            b"uid" | b"gid" => {
-                if !v.is_empty() && go_parse_int(v).is_none() {
-                    pax.invalid = true;
-                }
-            }
-            b"atime" | b"mtime" | b"ctime" => {
-                if !v.is_empty() && !pax_time_ok(v) {
-                    pax.invalid = true;
-                }
-            }
+            // The last record of a key wins, as in Go's map; checked when merged.
+            b"uid" => pax.bad[0] = !v.is_empty() && go_parse_int(v).is_none(),
+            b"gid" => pax.bad[1] = !v.is_empty() && go_parse_int(v).is_none(),
+            b"atime" => pax.bad[2] = !v.is_empty() && !pax_time_ok(v),
+            b"mtime" => pax.bad[3] = !v.is_empty() && !pax_time_ok(v),
+            b"ctime" => pax.bad[4] = !v.is_empty() && !pax_time_ok(v),
             b"GNU.sparse.major" => pax.sparse_major = Some(v.to_vec()),
             b"GNU.sparse.minor" => pax.sparse_minor = Some(v.to_vec()),
             b"GNU.sparse.name" => pax.sparse_name = Some(text(v)),
@@ -1029,7 +1025,7 @@ mod tests {
     #[test]
     fn numbers_parse_as_go_parses_them() {
         assert_eq!(parse_octal(b"0000644\0"), Ok(0o644));
-        assert_eq!(parse_octal(b"\0\0\0\0000012 "), Ok(0o12));
+        assert_eq!(parse_octal(b"\0\0\0\x000012 "), Ok(0o12));
         assert_eq!(parse_octal(b"  12\x0034 "), Ok(0o12));
         assert_eq!(parse_octal(b"12 34"), Err(()));
         assert_eq!(parse_octal(b"\0\0\0"), Ok(0));
@@ -1067,6 +1063,9 @@ mod tests {
         .unwrap();
         assert_eq!(p.sparse_map.as_deref(), Some(&b"0,10,9"[..]));
         assert!(parse_pax(b"26 GNU.sparse.numbytes=10\n").is_none());
+        // The last record of a key wins, as in Go's map.
+        assert!(parse_pax(b"8 uid=x\n8 uid=5\n").unwrap().bad == [false; 5]);
+        assert!(parse_pax(b"8 uid=5\n8 uid=x\n").unwrap().bad[0]);
     }
 
     #[test]
