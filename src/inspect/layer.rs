@@ -1,10 +1,12 @@
 //! The streaming layer inspector: layer bytes are pushed in as they arrive from the upstream
-//! (no threads, no async, no I/O), inflated (gzip, zstd or plain tar), parsed as tar, and every
-//! regular file's content is checked against the rule pack; findings come out at the end.
+//! (no threads, no async, no I/O), decompressed (gzip, zstd, xz, bzip2, or a plain tar: every
+//! format dockerd or containerd unpacks), parsed as tar the way Go's `archive/tar` parses it, and
+//! every regular file's content is checked against the rule pack; findings come out at the end.
 //!
-//! Pipeline: `update(chunk)` → decoder (flate2/zstd push decoders) → [`tar::TarStream`] (512-byte
-//! blocks, GNU long names, PAX) → [`analyze::Analyzer`] (content automaton over every byte of every
-//! file, per-file analyzers on a bounded prefix) → [`LayerReport`].
+//! Pipeline: `update(chunk)` → format sniffed from the magic bytes as the clients sniff it →
+//! decoder (flate2/zstd/liblzma/bzip2 push decoders) → [`tar::TarStream`] (512-byte blocks, GNU
+//! long names, PAX, sparse files) → [`analyze::Analyzer`] (content automaton over every byte of
+//! every file, per-file analyzers on a bounded prefix) → [`LayerReport`].
 //!
 //! Memory is bounded by [`Limits`] whatever the layer holds: one tar block, extension records up
 //! to `max_ext`, a per-file prefix up to `prefix` (`max_json` for `*.json` files), the decoders'
@@ -22,29 +24,42 @@ mod xmrig;
 use crate::inspect::rules::RuleSet;
 use crate::inspect::{Finding, Place};
 use analyze::Analyzer;
+pub use analyze::InspectedFile;
 use flate2::write::MultiGzDecoder;
 use std::io::{self, Write};
 use std::sync::Arc;
 
-/// How a layer blob is compressed.
+/// How a layer blob is compressed, as its media type declares it. The clients do not trust the
+/// declaration: dockerd and containerd sniff the magic bytes, and so does the inspector. A
+/// declared compression only names the decoder whose error is reported for bytes with no magic
+/// that are not a tar either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
-    /// Sniff the magic bytes: gzip, zstd, tar; anything else is not a layer and is not inspected.
+    /// Sniff the magic bytes: gzip, zstd, xz, bzip2, tar; bytes that are none of them (and no
+    /// tar header) are not a layer and are not inspected (see [`NotALayer`]).
     Auto,
     Gzip,
     Zstd,
+    Xz,
+    Bzip2,
     /// A plain tar.
     None,
 }
 
 impl Compression {
-    /// From a layer media type; [`Compression::Auto`] for anything not clearly one of the three.
+    /// From a layer media type; [`Compression::Auto`] for anything not clearly one of them.
+    /// OCI defines `+gzip` and `+zstd`; `+xz`/`+bzip2` are not in the spec (docker-era images
+    /// carry xz or bzip2 bytes under the plain `tar` media types, and dockerd sniffs them).
     pub fn from_media_type(media_type: &str) -> Compression {
         let mt = media_type.split(';').next().unwrap_or("").trim();
         if mt.ends_with("+gzip") || mt.ends_with(".tar.gzip") {
             Compression::Gzip
         } else if mt.ends_with("+zstd") {
             Compression::Zstd
+        } else if mt.ends_with("+xz") || mt.ends_with(".tar.xz") {
+            Compression::Xz
+        } else if mt.ends_with("+bzip2") || mt.ends_with("+bz2") || mt.ends_with(".tar.bzip2") {
+            Compression::Bzip2
         } else if mt.ends_with(".tar") {
             Compression::None
         } else {
@@ -58,9 +73,27 @@ impl Compression {
 pub enum LayerFormat {
     Gzip,
     Zstd,
+    Xz,
+    Bzip2,
     Tar,
     /// Not a layer (a config blob, or unknown bytes): nothing was inspected.
+    /// [`LayerReport::not_a_layer`] says why.
     NotALayer,
+}
+
+/// Why a blob is [`LayerFormat::NotALayer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotALayer {
+    /// No bytes at all. Go's tar reader reads an empty stream as an empty layer: nothing is
+    /// written, so there is nothing to judge.
+    Empty,
+    /// No compression magic a client knows (gzip `1f 8b 08`, zstd frame or skippable frame, xz
+    /// `fd 37 7a 58 5a 00`, bzip2 `BZh`), and the first 512 bytes are no tar header Go's
+    /// `archive/tar` accepts (bad checksum, or too short): a JSON config, an attestation, random
+    /// bytes. dockerd and containerd hand such bytes to the tar reader, which fails at the first
+    /// header, so a pull that applies it as a layer fails and writes nothing. A client that is
+    /// not Go (or a future compression) might still read something in it: nothing was inspected.
+    NotTar,
 }
 
 /// Bounds on work and memory per layer. Every field has a default ([`Limits::default`]).
@@ -74,7 +107,8 @@ pub struct Limits {
     pub max_uncompressed: u64,
     /// Largest declared tar entry; a bigger one stops inspection with an error. Default 64 GiB.
     pub max_entry: u64,
-    /// Largest GNU long name or PAX record block. Default 64 KiB.
+    /// Largest GNU long name, PAX record block or sparse map. Default 1 MiB, Go's own limit
+    /// (`maxSpecialFileSize`), so that every archive Go reads is read to the end here.
     pub max_ext: usize,
     /// Bytes kept from the start of each file for the prefix analyzers. Default 64 KiB.
     pub prefix: usize,
@@ -93,7 +127,7 @@ impl Default for Limits {
             max_ratio: 64,
             max_uncompressed: 64 << 30,
             max_entry: 64 << 30,
-            max_ext: 64 << 10,
+            max_ext: 1 << 20,
             prefix: 64 << 10,
             max_json: 1 << 20,
             max_findings: 200,
@@ -106,6 +140,8 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerReport {
     pub format: LayerFormat,
+    /// Set exactly when `format` is [`LayerFormat::NotALayer`].
+    pub not_a_layer: Option<NotALayer>,
     /// At most one per (rule, path), at most `Limits::max_findings`.
     pub findings: Vec<Finding>,
     /// Findings left out by the cap.
@@ -122,6 +158,10 @@ pub struct LayerReport {
     /// Why inspection could not finish cleanly (corrupt stream, truncated or malformed tar,
     /// limits hit). Empty when the whole layer was inspected.
     pub errors: Vec<String>,
+    /// Every file whose content was inspected, in archive order, with the SHA-256 of the bytes
+    /// inspected: only when [`LayerInspector::record_files`] asked for it (tests, and the
+    /// differential test against Go's `archive/tar`), empty otherwise.
+    pub inspected: Vec<InspectedFile>,
 }
 
 impl LayerReport {
@@ -197,21 +237,94 @@ impl Write for Pipeline {
     }
 }
 
+/// The xz decoder's memory limit: xz -9 needs 65 MiB; a header asking for a bigger dictionary
+/// (up to 1.5 GiB) fails the layer instead of taking the memory.
+const XZ_MEMLIMIT: u64 = 256 << 20;
+
+/// A push decoder for bzip2 that reads concatenated streams, as Go's `compress/bzip2` does.
+struct MultiBz {
+    d: bzip2::Decompress,
+    out: Vec<u8>,
+    inner: Pipeline,
+    /// The current stream ended: more bytes must start another.
+    ended: bool,
+}
+
+impl MultiBz {
+    fn new(inner: Pipeline) -> MultiBz {
+        MultiBz {
+            d: bzip2::Decompress::new(false),
+            out: vec![0; 64 << 10],
+            inner,
+            ended: false,
+        }
+    }
+
+    /// Decodes `input`; empty `input` drains what the decoder still holds.
+    fn step(&mut self, mut input: &[u8]) -> io::Result<bool> {
+        let mut progress = false;
+        loop {
+            if self.ended {
+                if input.is_empty() {
+                    return Ok(progress);
+                }
+                self.d = bzip2::Decompress::new(false);
+                self.ended = false;
+            }
+            let (in0, out0) = (self.d.total_in(), self.d.total_out());
+            let status = self
+                .d
+                .decompress(input, &mut self.out)
+                .map_err(io::Error::other)?;
+            let used = (self.d.total_in() - in0) as usize;
+            let made = (self.d.total_out() - out0) as usize;
+            input = &input[used..];
+            self.inner.write_all(&self.out[..made])?;
+            progress |= used > 0 || made > 0;
+            if status == bzip2::Status::StreamEnd {
+                self.ended = true;
+            } else if used == 0 && made == 0 {
+                return Ok(progress);
+            }
+        }
+    }
+
+    fn write_all(&mut self, input: &[u8]) -> io::Result<()> {
+        self.step(input).map(|_| ())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        while !self.ended {
+            if !self.step(&[])? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "bzip2 stream is truncated",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 enum Decoder {
-    /// Waiting for enough bytes to tell the format.
-    Sniff(Vec<u8>, Box<Pipeline>),
+    /// Waiting for enough bytes to tell the format; the declared compression.
+    Sniff(Vec<u8>, Box<Pipeline>, Compression),
     Gzip(Box<MultiGzDecoder<Pipeline>>),
     Zstd(Box<zstd::stream::write::Decoder<'static, Pipeline>>),
+    Xz(Box<liblzma::write::XzDecoder<Pipeline>>),
+    Bzip2(Box<MultiBz>),
     Tar(Box<Pipeline>),
-    NotALayer(Box<Pipeline>),
+    NotALayer(Box<Pipeline>, NotALayer),
 }
 
 impl Decoder {
     fn pipeline(&mut self) -> &mut Pipeline {
         match self {
-            Decoder::Sniff(_, p) | Decoder::Tar(p) | Decoder::NotALayer(p) => p,
+            Decoder::Sniff(_, p, _) | Decoder::Tar(p) | Decoder::NotALayer(p, _) => p,
             Decoder::Gzip(d) => d.get_mut(),
             Decoder::Zstd(d) => d.get_mut(),
+            Decoder::Xz(d) => d.get_mut(),
+            Decoder::Bzip2(d) => &mut d.inner,
         }
     }
 
@@ -219,11 +332,27 @@ impl Decoder {
         match self {
             Decoder::Gzip(_) => LayerFormat::Gzip,
             Decoder::Zstd(_) => LayerFormat::Zstd,
+            Decoder::Xz(_) => LayerFormat::Xz,
+            Decoder::Bzip2(_) => LayerFormat::Bzip2,
             Decoder::Tar(_) => LayerFormat::Tar,
-            Decoder::Sniff(..) | Decoder::NotALayer(_) => LayerFormat::NotALayer,
+            Decoder::Sniff(..) | Decoder::NotALayer(..) => LayerFormat::NotALayer,
         }
     }
 
+    fn write_all(&mut self, chunk: &[u8]) -> Result<(), String> {
+        let format = self.format();
+        match self {
+            Decoder::Gzip(d) => d.write_all(chunk),
+            Decoder::Zstd(d) => d.write_all(chunk),
+            Decoder::Xz(d) => d.write_all(chunk),
+            Decoder::Bzip2(d) => d.write_all(chunk),
+            Decoder::Tar(p) => p.write_all(chunk),
+            Decoder::Sniff(..) | Decoder::NotALayer(..) => Ok(()),
+        }
+        .map_err(|e| format!("{}: {e}", format!("{format:?}").to_lowercase()))
+    }
+
+    /// A decoder for a known compression (never `Auto`, which sniffs first).
     fn start(
         compression: Compression,
         pipeline: Box<Pipeline>,
@@ -236,33 +365,67 @@ impl Decoder {
                 ))),
                 Err(e) => return Err((pipeline, format!("zstd: {e}"))),
             },
+            Compression::Xz => {
+                match liblzma::stream::Stream::new_stream_decoder(
+                    XZ_MEMLIMIT,
+                    liblzma::stream::CONCATENATED,
+                ) {
+                    Ok(raw) => Decoder::Xz(Box::new(liblzma::write::XzDecoder::new_stream(
+                        *pipeline, raw,
+                    ))),
+                    Err(e) => return Err((pipeline, format!("xz: {e}"))),
+                }
+            }
+            Compression::Bzip2 => Decoder::Bzip2(Box::new(MultiBz::new(*pipeline))),
             Compression::None => Decoder::Tar(pipeline),
-            Compression::Auto => Decoder::Sniff(Vec::new(), pipeline),
+            Compression::Auto => Decoder::Sniff(Vec::new(), pipeline, Compression::Auto),
         })
     }
 }
 
-/// Tells the format from the first bytes; `None` while more bytes could still decide it.
-fn sniff(head: &[u8], done: bool) -> Option<Compression> {
-    const TAR_MAGIC_AT: usize = 257;
-    if head.starts_with(b"\x1f\x8b") {
-        return Some(Compression::Gzip);
+/// What the first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniffed {
+    /// More bytes could still decide it.
+    More,
+    Is(Compression),
+    Not(NotALayer),
+}
+
+/// Tells the format from the first bytes, as dockerd's and containerd's `DetectCompression` do
+/// (then Go's tar reader for bytes with no magic).
+fn sniff(head: &[u8], done: bool) -> Sniffed {
+    const MAGICS: [(&[u8], Compression); 4] = [
+        (b"\x1f\x8b\x08", Compression::Gzip),
+        (b"\x28\xb5\x2f\xfd", Compression::Zstd),
+        (b"\xfd7zXZ\x00", Compression::Xz),
+        (b"BZh", Compression::Bzip2),
+    ];
+    for (magic, c) in MAGICS {
+        if head.starts_with(magic) {
+            return Sniffed::Is(c);
+        }
     }
-    if head.starts_with(b"\x28\xb5\x2f\xfd") {
-        return Some(Compression::Zstd);
-    }
-    if head.len() >= TAR_MAGIC_AT + 5 && &head[TAR_MAGIC_AT..TAR_MAGIC_AT + 5] == b"ustar" {
-        return Some(Compression::None);
+    // A zstd stream may open with a skippable frame (magic 0x184D2A50..=0x184D2A5F).
+    if head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18] {
+        return Sniffed::Is(Compression::Zstd);
     }
     if head.len() >= 512 {
-        // An empty tar is all zeros; anything else without a magic is not a layer.
-        return Some(if head[..512].iter().all(|&b| b == 0) {
-            Compression::None
+        // Go's reader: two zero blocks (or one, then the end) are an empty archive.
+        return if head[..512].iter().all(|&b| b == 0) || tar::is_header(head) {
+            Sniffed::Is(Compression::None)
         } else {
-            Compression::Auto
-        });
+            Sniffed::Not(NotALayer::NotTar)
+        };
     }
-    done.then_some(Compression::Auto)
+    if !done {
+        return Sniffed::More;
+    }
+    Sniffed::Not(if head.is_empty() {
+        NotALayer::Empty
+    } else {
+        NotALayer::NotTar
+    })
 }
 
 /// The push-based layer inspector. Feed every byte of the blob, in order, to
@@ -305,16 +468,19 @@ impl LayerInspector {
             inflated: 0,
             bomb: false,
         });
-        let mut errors = Vec::new();
-        let decoder = Decoder::start(compression, pipeline).unwrap_or_else(|(p, e)| {
-            errors.push(e);
-            Decoder::NotALayer(p)
-        });
         LayerInspector {
-            decoder: Some(decoder),
+            decoder: Some(Decoder::Sniff(Vec::new(), pipeline, compression)),
             stopped: false,
-            errors,
+            errors: Vec::new(),
             compressed: 0,
+        }
+    }
+
+    /// Keeps the list of inspected files with the SHA-256 of their inspected bytes, in
+    /// [`LayerReport::inspected`] (costs a hash of every byte: tests and diagnostics only).
+    pub fn record_files(&mut self) {
+        if let Some(d) = self.decoder.as_mut() {
+            d.pipeline().analyzer.record_files();
         }
     }
 
@@ -328,55 +494,44 @@ impl LayerInspector {
             return;
         };
         decoder.pipeline().compressed += chunk.len() as u64;
-        let decided = match &mut decoder {
-            Decoder::Sniff(head, _) => {
-                head.extend_from_slice(chunk);
-                sniff(head, false)
+        if let Decoder::Sniff(head, ..) = &mut decoder {
+            head.extend_from_slice(chunk);
+            match sniff(head, false) {
+                Sniffed::More => {}
+                s => decoder = self.leave_sniff(decoder, s),
             }
-            _ => None,
-        };
-        if let Some(c) = decided {
-            decoder = self.leave_sniff(decoder, c);
-        } else {
-            let result = match &mut decoder {
-                Decoder::Gzip(d) => d.write_all(chunk).map_err(|e| format!("gzip: {e}")),
-                Decoder::Zstd(d) => d.write_all(chunk).map_err(|e| format!("zstd: {e}")),
-                Decoder::Tar(p) => p.write_all(chunk).map_err(|e| format!("tar: {e}")),
-                Decoder::Sniff(..) | Decoder::NotALayer(_) => Ok(()),
-            };
-            if let Err(e) = result {
-                self.fail(&mut decoder, e);
-            }
+        } else if let Err(e) = decoder.write_all(chunk) {
+            self.fail(&mut decoder, e);
         }
         self.decoder = Some(decoder);
     }
 
-    /// Replaces the sniffing state by the decoder for `c`, feeding it the bytes held so far.
-    fn leave_sniff(&mut self, decoder: Decoder, c: Compression) -> Decoder {
-        let Decoder::Sniff(head, mut pipeline) = decoder else {
+    /// Replaces the sniffing state by the decoder for what was sniffed, feeding it the bytes
+    /// held so far.
+    fn leave_sniff(&mut self, decoder: Decoder, sniffed: Sniffed) -> Decoder {
+        let Decoder::Sniff(head, mut pipeline, declared) = decoder else {
             return decoder;
         };
         // The bytes were counted once already; the decoder's writes count inflated bytes only.
         pipeline.compressed = head.len() as u64;
-        if c == Compression::Auto {
-            return Decoder::NotALayer(pipeline);
-        }
+        let c = match sniffed {
+            Sniffed::Is(c) => c,
+            // No magic and no tar header: a declared compression's decoder says what is wrong
+            // with the bytes (the layer is then judged incomplete); undeclared, not a layer.
+            Sniffed::Not(why) if declared == Compression::Auto || why == NotALayer::Empty => {
+                return Decoder::NotALayer(pipeline, why);
+            }
+            Sniffed::Not(_) | Sniffed::More => declared,
+        };
         let mut d = match Decoder::start(c, pipeline) {
             Ok(d) => d,
             Err((p, e)) => {
                 self.errors.push(e);
-                return Decoder::NotALayer(p);
+                return Decoder::NotALayer(p, NotALayer::NotTar);
             }
         };
-        let result = match &mut d {
-            Decoder::Gzip(g) => g.write_all(&head),
-            Decoder::Zstd(z) => z.write_all(&head),
-            Decoder::Tar(p) => p.write_all(&head),
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            let what = format!("{:?}", d.format()).to_lowercase();
-            self.fail(&mut d, format!("{what}: {e}"));
+        if let Err(e) = d.write_all(&head) {
+            self.fail(&mut d, e);
         }
         d
     }
@@ -426,6 +581,7 @@ impl LayerInspector {
             // Only `update` takes the decoder, and it always puts it back.
             return LayerReport {
                 format: LayerFormat::NotALayer,
+                not_a_layer: Some(NotALayer::NotTar),
                 findings: Vec::new(),
                 dropped_findings: 0,
                 files: 0,
@@ -434,16 +590,19 @@ impl LayerInspector {
                 uncompressed_bytes: 0,
                 executables: Vec::new(),
                 errors: vec!["inspector state lost".into()],
+                inspected: Vec::new(),
             };
         };
-        if let Decoder::Sniff(head, _) = &decoder {
-            let c = sniff(head, true).unwrap_or(Compression::Auto);
-            decoder = self.leave_sniff(decoder, c);
+        if let Decoder::Sniff(head, ..) = &decoder {
+            let s = sniff(head, true);
+            decoder = self.leave_sniff(decoder, s);
         }
         if !self.stopped {
             let flushed = match &mut decoder {
                 Decoder::Gzip(d) => d.try_finish().map_err(|e| format!("gzip: {e}")),
                 Decoder::Zstd(d) => d.do_finish().map_err(|e| format!("zstd: {e}")),
+                Decoder::Xz(d) => d.try_finish().map_err(|e| format!("xz: {e}")),
+                Decoder::Bzip2(d) => d.finish().map_err(|e| format!("bzip2: {e}")),
                 _ => Ok(()),
             };
             if let Err(e) = flushed {
@@ -451,6 +610,11 @@ impl LayerInspector {
             }
         }
         let format = decoder.format();
+        let not_a_layer = match &decoder {
+            Decoder::NotALayer(_, why) => Some(*why),
+            Decoder::Sniff(..) => Some(NotALayer::NotTar),
+            _ => None,
+        };
         let p = decoder.pipeline();
         let mut errors = std::mem::take(&mut self.errors);
         if format != LayerFormat::NotALayer {
@@ -459,11 +623,18 @@ impl LayerInspector {
             } else if !self.stopped && !p.tar.at_boundary() {
                 errors.push("tar stream ends inside an entry".into());
             }
+            if p.analyzer.links_overflow {
+                errors.push(format!(
+                    "more symlinks than {} (paths behind later ones may not be resolved)",
+                    analyze::MAX_LINKS
+                ));
+            }
         }
         p.analyzer.close();
         let a = &mut p.analyzer;
         LayerReport {
             format,
+            not_a_layer,
             findings: std::mem::take(&mut a.findings),
             dropped_findings: a.dropped,
             files: a.files,
@@ -476,6 +647,7 @@ impl LayerInspector {
             },
             executables: std::mem::take(&mut a.executables),
             errors,
+            inspected: a.take_inspected(),
         }
     }
 }

@@ -19,3 +19,4 @@ mod reputation;
 mod scan;
 mod skopeo;
 mod store_cli;
+mod tar_parity;

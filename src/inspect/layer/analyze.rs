@@ -9,12 +9,19 @@ use super::tar::{Entry, Kind, TarSink};
 use super::{elf, xmrig, Limits};
 use crate::inspect::rules::{Hit, Matcher, Rule, RuleSet, Scope};
 use crate::inspect::{cut, wallet, Category, Evidence, Finding, Place};
-use std::collections::HashSet;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 /// Bytes of a file looked at before deciding how to treat it (type sniffing).
 const HEAD: usize = 512;
+/// Zero bytes of a sparse file's hole that are searched (past what the kept prefix needs): more
+/// than the longest literal, so a literal that runs into or out of a hole is found; the rest of
+/// the hole is zeros that no literal matches, and is skipped.
+const HOLE_SCAN: u64 = 1024;
+/// Symlinks remembered per layer to place later entries where containerd writes them.
+pub(crate) const MAX_LINKS: usize = 100_000;
 /// Entropy above which an ELF without section headers counts as packed.
 const PACKED_ENTROPY: f64 = 7.2;
 /// The least prefix that makes an entropy figure meaningful.
@@ -293,6 +300,36 @@ pub(crate) struct Analyzer {
     pub executables: Vec<String>,
     exec_hashes: HashSet<u64>,
     hasher: RandomState,
+    /// The layer's symlinks so far, by path (cleaned, no leading `/`) to target: containerd
+    /// resolves them in an entry's parent directories (`fs.RootPath`), so `x/job` behind
+    /// `x -> /etc/cron.d` is written as `etc/cron.d/job`, and is judged under that path.
+    links: BTreeMap<String, String>,
+    /// More symlinks than [`MAX_LINKS`]: later paths may not be resolved through all of them.
+    pub links_overflow: bool,
+    /// When the caller asked for the list of inspected files.
+    record: Option<Record>,
+}
+
+/// One file whose bytes were inspected, as the layer writes it to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectedFile {
+    /// Absolute, cleaned, with the layer's own symlinks resolved in its directories.
+    pub path: String,
+    /// Bytes inspected (a sparse file's holes included).
+    pub size: u64,
+    /// SHA-256 of those bytes (for a hard link: of its target's as last inspected).
+    pub sha256: [u8; 32],
+    /// A hard link to an earlier file, which gets that file's content.
+    pub hard_link: bool,
+}
+
+/// The inspected-files list, kept only on request (tests, the differential test against Go).
+#[derive(Default)]
+struct Record {
+    hasher: Sha256,
+    files: Vec<InspectedFile>,
+    /// Last content inspected at each path (for hard links).
+    by_path: HashMap<String, ([u8; 32], u64)>,
 }
 
 impl Analyzer {
@@ -316,7 +353,22 @@ impl Analyzer {
             executables: Vec::new(),
             exec_hashes: HashSet::new(),
             hasher: RandomState::new(),
+            links: BTreeMap::new(),
+            links_overflow: false,
+            record: None,
         }
+    }
+
+    /// Keeps the list of inspected files (path, size, SHA-256 of the inspected bytes).
+    pub fn record_files(&mut self) {
+        self.record = Some(Record::default());
+    }
+
+    pub fn take_inspected(&mut self) -> Vec<InspectedFile> {
+        self.record
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.files))
+            .unwrap_or_default()
     }
 
     pub fn bomb_rule(&self) -> Option<usize> {
@@ -383,6 +435,11 @@ impl Analyzer {
                 matched: cut(&matched),
             },
         };
+        self.push_finding(finding);
+    }
+
+    /// Keeps `finding`: one per (rule, path), at most `max_findings`, the highest scores.
+    fn push_finding(&mut self, finding: Finding) {
         if let Some(old) = self
             .findings
             .iter_mut()
@@ -457,6 +514,17 @@ impl Analyzer {
         }
         let Some(f) = self.file.take() else { return };
         self.files += 1;
+        if let Some(r) = self.record.as_mut() {
+            let sha256: [u8; 32] = std::mem::take(&mut r.hasher).finalize().into();
+            let path = abs(&f.path);
+            r.by_path.insert(path.clone(), (sha256, f.received));
+            r.files.push(InspectedFile {
+                path,
+                size: f.received,
+                sha256,
+                hard_link: false,
+            });
+        }
         let rules = Arc::clone(&self.rules);
         let executable = f.is_elf || f.is_script || f.mode & 0o111 != 0;
         let place = if f.docs && !f.is_elf {
@@ -631,12 +699,147 @@ impl Analyzer {
     }
 }
 
+impl Analyzer {
+    /// Where containerd writes an entry: the archive path cleaned as `filepath.Clean("/" +
+    /// name)`, its directories resolved through the layer's symlinks so far, and the last
+    /// component kept as is (no leading `/`; empty for the root, which containerd skips).
+    fn place(&self, path: &str) -> String {
+        let clean = normalize(path);
+        if self.links.is_empty() {
+            return clean;
+        }
+        let (dir, base) = match clean.rsplit_once('/') {
+            Some((d, b)) => (d, b),
+            None => ("", clean.as_str()),
+        };
+        let mut out = self.resolve(dir);
+        if !base.is_empty() {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(base);
+        }
+        out
+    }
+
+    /// `dir` with every symlink in it followed, inside the layer's root (`..` stops at the root,
+    /// absolute targets start from it), at most 255 of them as in containerd.
+    fn resolve(&self, dir: &str) -> String {
+        let mut todo: Vec<&str> = dir.rsplit('/').collect();
+        let mut out = String::with_capacity(dir.len());
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            match c {
+                "" | "." => continue,
+                ".." => {
+                    out.truncate(out.rfind('/').unwrap_or(0));
+                    continue;
+                }
+                _ => {}
+            }
+            let len = out.len();
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(c);
+            let Some(target) = self.links.get(&out) else {
+                continue;
+            };
+            hops += 1;
+            if hops > 255 {
+                // containerd fails the layer here: nothing is written.
+                return normalize(dir);
+            }
+            out.truncate(if target.starts_with('/') { 0 } else { len });
+            todo.extend(target.rsplit('/'));
+        }
+        out
+    }
+
+    /// containerd removes what is at `path` (and below it) before writing an entry there,
+    /// unless a directory meets a directory.
+    fn replace(&mut self, path: &str, dir: bool) {
+        if self.links.is_empty() || (dir && !self.links.contains_key(path)) {
+            return;
+        }
+        self.links.remove(path);
+        let below = format!("{path}/");
+        let gone: Vec<String> = self
+            .links
+            .range(below.clone()..)
+            .take_while(|(k, _)| k.starts_with(&below))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            self.links.remove(&k);
+        }
+    }
+
+    /// A hard link gets its target's content: the target's findings are the link's too, and
+    /// an executable target makes the link one.
+    fn hard_link(&mut self, path: &str, target: &str) {
+        let placed = self.place(target);
+        // A hard link to a symlink is that symlink (link(2) does not follow it).
+        if let Some(t) = self.links.get(&placed).cloned() {
+            if self.links.len() < MAX_LINKS {
+                self.links.insert(path.to_string(), t);
+            }
+        }
+        let target = abs(&placed);
+        let link = abs(path);
+        if self.exec_hashes.contains(&self.hasher.hash_one(&target)) {
+            self.add_executable(path);
+        }
+        let copies: Vec<Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.evidence.path.as_deref() == Some(target.as_str()))
+            .cloned()
+            .collect();
+        for mut f in copies {
+            f.evidence.path = Some(link.clone());
+            f.evidence.matched = cut(&format!("hard link to {target}: {}", f.evidence.matched));
+            self.push_finding(f);
+        }
+        if let Some(r) = self.record.as_mut() {
+            if let Some(&(sha256, size)) = r.by_path.get(&target) {
+                r.by_path.insert(link.clone(), (sha256, size));
+                r.files.push(InspectedFile {
+                    path: link,
+                    size,
+                    sha256,
+                    hard_link: true,
+                });
+            }
+        }
+    }
+}
+
 impl TarSink for Analyzer {
     fn entry(&mut self, e: &Entry<'_>) {
         if traverses(e.path) || (e.kind == Kind::HardLink && e.link.is_some_and(traverses)) {
             self.traversal(e.path);
         }
-        let path = normalize(e.path);
+        let path = self.place(e.path);
+        let base = path.rsplit('/').next().unwrap_or_default();
+        // Whiteouts (`.wh.NAME`, `.wh..wh..opq`) remove files of lower layers and are never
+        // written themselves: their content is not inspected.
+        if let Some(name) = base.strip_prefix(".wh.") {
+            if name != ".wh..opq" {
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                let gone = if dir.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                self.replace(&gone, false);
+                if let Some(r) = self.record.as_mut() {
+                    r.by_path.remove(&abs(&gone));
+                }
+            }
+            return;
+        }
+        self.replace(&path, e.kind == Kind::Dir);
         match e.kind {
             Kind::File => {
                 let lower = path.to_ascii_lowercase();
@@ -657,18 +860,24 @@ impl TarSink for Analyzer {
                 });
                 self.head.clear();
             }
-            Kind::HardLink => {
-                let target = abs(&normalize(e.link.unwrap_or_default()));
-                if self.exec_hashes.contains(&self.hasher.hash_one(&target)) {
-                    self.add_executable(&path);
+            Kind::HardLink => self.hard_link(&path, e.link.unwrap_or_default()),
+            Kind::Symlink => {
+                if self.links.len() < MAX_LINKS {
+                    self.links
+                        .insert(path, e.link.unwrap_or_default().to_string());
+                } else {
+                    self.links_overflow = true;
                 }
             }
-            Kind::Symlink | Kind::Dir | Kind::Other => {}
+            Kind::Dir | Kind::Other => {}
         }
     }
 
     fn data(&mut self, mut chunk: &[u8]) {
         let Some(f) = self.file.as_mut() else { return };
+        if let Some(r) = self.record.as_mut() {
+            r.hasher.update(chunk);
+        }
         f.received += chunk.len() as u64;
         if !f.decided {
             let take = (HEAD - self.head.len()).min(chunk.len());
@@ -691,6 +900,33 @@ impl TarSink for Analyzer {
         }
     }
 
+    fn hole(&mut self, mut len: u64) {
+        static ZEROS: [u8; 4096] = [0; 4096];
+        // Zeros are searched like data while the kept prefix still wants them, and for
+        // `HOLE_SCAN` bytes; the rest is skipped (counted, and hashed when recording).
+        let mut scanned = 0;
+        while len > 0 {
+            let Some(f) = self.file.as_ref() else { return };
+            let wants = self.head.len() < f.keep || scanned < HOLE_SCAN;
+            if !wants {
+                break;
+            }
+            let n = len.min(ZEROS.len() as u64);
+            self.data(&ZEROS[..n as usize]);
+            scanned += n;
+            len -= n;
+        }
+        let Some(f) = self.file.as_mut() else { return };
+        f.received += len;
+        if let Some(r) = self.record.as_mut() {
+            while len > 0 {
+                let n = len.min(ZEROS.len() as u64);
+                r.hasher.update(&ZEROS[..n as usize]);
+                len -= n;
+            }
+        }
+    }
+
     fn end_file(&mut self) {
         self.finish_file();
     }
@@ -700,17 +936,23 @@ fn abs(path: &str) -> String {
     format!("/{path}")
 }
 
-/// Layer paths as rules see them: no leading `./` or `/`.
+/// Layer paths as rules see them, and as containerd writes them: Go's `filepath.Clean("/" +
+/// path)` without the leading `/` (`..` stops at the root, `.` and repeated `/` go).
 fn normalize(path: &str) -> String {
-    let mut p = path;
-    loop {
-        let next = p.trim_start_matches("./").trim_start_matches('/');
-        if next.len() == p.len() {
-            break;
+    let mut out = String::with_capacity(path.len());
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => out.truncate(out.rfind('/').unwrap_or(0)),
+            _ => {
+                if !out.is_empty() {
+                    out.push('/');
+                }
+                out.push_str(c);
+            }
         }
-        p = next;
     }
-    p.to_string()
+    out
 }
 
 /// An absolute path or a `..` component.
@@ -914,6 +1156,44 @@ mod tests {
                 assert!(compared_now * 2 < compared, "{compared} -> {compared_now}");
             }
         }
+    }
+
+    #[test]
+    fn a_hole_is_searched_further_than_the_longest_literal() {
+        let rules = LayerRules::new(Arc::new(RuleSet::builtin().unwrap()));
+        for lits in rules.search.iter().flatten() {
+            assert!((lits.overlap() as u64) < HOLE_SCAN, "{}", lits.overlap());
+        }
+    }
+
+    #[test]
+    fn paths_resolve_through_the_layers_symlinks_inside_its_root() {
+        let rules = Arc::new(LayerRules::new(Arc::new(RuleSet::builtin().unwrap())));
+        let mut a = Analyzer::new(rules, Limits::default(), None);
+        for (path, target) in [
+            ("opt/jobs", "/etc/cron.d"),
+            ("opt/rel", "../../../srv"),
+            ("a/loop", "b/loop"),
+            ("a/b", "."),
+        ] {
+            a.links.insert(path.into(), target.into());
+        }
+        assert_eq!(a.place("./opt/jobs/x"), "etc/cron.d/x");
+        assert_eq!(a.place("opt/rel/y/z"), "srv/y/z");
+        assert_eq!(
+            a.place("opt/jobs"),
+            "opt/jobs",
+            "the last component is not followed"
+        );
+        assert_eq!(a.place("../../opt//jobs/./x"), "etc/cron.d/x");
+        // A loop: containerd fails the layer after 255 links; the path stays lexical.
+        assert_eq!(a.place("a/loop/x"), "a/loop/x");
+        a.replace("opt", false);
+        assert_eq!(
+            a.place("opt/jobs/x"),
+            "opt/jobs/x",
+            "replaced with the directory above it"
+        );
     }
 
     #[test]

@@ -161,6 +161,12 @@ impl Literals {
         self.literals.len()
     }
 
+    /// Bytes carried across slices (the longest literal less one).
+    #[cfg(test)]
+    pub fn overlap(&self) -> usize {
+        self.overlap
+    }
+
     /// The number of anchors Teddy searches for (`None`: the automaton searches instead).
     #[cfg(test)]
     pub fn anchor_count(&self) -> Option<usize> {

