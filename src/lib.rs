@@ -18,6 +18,9 @@ pub mod store;
 pub mod stream;
 pub mod upstream;
 
+#[cfg(test)]
+mod architecture;
+
 use std::sync::Arc;
 
 /// The inspection engine the config describes: the rule set (built-in plus `rule_files`), the

@@ -2,9 +2,11 @@
 //!
 //! `config/portcullis.toml` documents every field; it is also the embedded default.
 
+mod hosts;
 mod policy;
 mod reputation;
 
+pub use hosts::HostPattern;
 pub use policy::{ClientConfig, FailMode, Mode, PolicyConfig, ScopeRule};
 pub use reputation::ReputationConfig;
 
@@ -362,9 +364,7 @@ impl UpstreamConfig {
     }
 
     /// `redirect_hosts`, parsed.
-    pub fn redirect_patterns(
-        &self,
-    ) -> Result<Vec<crate::upstream::egress::HostPattern>, ConfigError> {
+    pub fn redirect_patterns(&self) -> Result<Vec<HostPattern>, ConfigError> {
         self.redirect_hosts
             .iter()
             .map(|p| {

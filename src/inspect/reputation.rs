@@ -318,17 +318,9 @@ fn hub_parts(repo: &RepoName) -> Option<(&str, &str)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::inspect::layer::Limits;
-    use crate::inspect::name::{NameInspector, PopularNames};
-    use crate::inspect::Decision;
-    use crate::policy::audit::AuditLog;
-    use crate::policy::guard::{Guard, Who};
-    use crate::policy::{Policy, PolicyConfig};
-    use crate::store::MemoryStore;
-    use crate::upstream::{Route, Upstream};
     use axum::extract::{Path, State};
     use axum::response::{IntoResponse, Response};
     use http::StatusCode;
@@ -340,13 +332,13 @@ mod tests {
     /// A fake Docker Hub API on `127.0.0.1:0` that counts requests per repository. By namespace:
     /// `newbie` is 12 pulls, no stars, registered 3 days ago; `bigcorp` is popular and old; `slow`
     /// answers after 10 s; `broken` answers HTML; anything else is 404.
-    struct FakeHub {
+    pub(crate) struct FakeHub {
         addr: SocketAddr,
         hits: Arc<Mutex<HashMap<String, u32>>>,
     }
 
     impl FakeHub {
-        async fn start() -> FakeHub {
+        pub(crate) async fn start() -> FakeHub {
             let hits = Arc::new(Mutex::new(HashMap::new()));
             let app = axum::Router::new()
                 .route("/v2/repositories/{ns}/{name}/", axum::routing::get(answer))
@@ -357,20 +349,20 @@ mod tests {
             FakeHub { addr, hits }
         }
 
-        fn url(&self) -> String {
+        pub(crate) fn url(&self) -> String {
             format!("http://{}", self.addr)
         }
 
-        fn hits(&self, repo: &str) -> u32 {
+        pub(crate) fn hits(&self, repo: &str) -> u32 {
             self.hits.lock().unwrap().get(repo).copied().unwrap_or(0)
         }
 
-        fn total(&self) -> u32 {
+        pub(crate) fn total(&self) -> u32 {
             self.hits.lock().unwrap().values().sum()
         }
 
         /// A client of this fake with `timeout_ms`.
-        fn client(&self, timeout_ms: u64, rules: &RuleSet) -> Reputation {
+        pub(crate) fn client(&self, timeout_ms: u64, rules: &RuleSet) -> Reputation {
             let config = ReputationConfig {
                 enabled: true,
                 api_url: self.url(),
@@ -427,7 +419,7 @@ mod tests {
         }
     }
 
-    fn repo(name: &str) -> RepoName {
+    pub(crate) fn repo(name: &str) -> RepoName {
         name.parse().unwrap()
     }
 
@@ -621,8 +613,7 @@ mod tests {
         let f = i.inspect("x", &meta(1, 1, "2020-01-01T00:00:00Z"), SystemTime::now());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].category, Category::Reputation);
-        let policy = Policy::new(PolicyConfig::default()).unwrap();
-        assert_eq!(policy.judge.decide(&f), (Decision::Allow, 0.0));
+        // Priced as reputation, it never decides alone (`judge::tests::reputation_never_blocks_alone`).
     }
 
     #[test]
@@ -651,107 +642,5 @@ mod tests {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.starts_with(field), "{line}: {err}");
         }
-    }
-
-    // The guard: reputation joins the name's own findings.
-
-    fn guard(hub: &FakeHub) -> Guard {
-        let rules = Arc::new(RuleSet::builtin().unwrap());
-        let names = NameInspector::new(&PopularNames::builtin().unwrap(), &rules);
-        let rep = hub.client(5000, &rules);
-        Guard::new(
-            rules,
-            names,
-            Arc::new(MemoryStore::new()),
-            Policy::new(PolicyConfig::default()).unwrap(),
-            AuditLog::open("").unwrap(),
-            Limits::default(),
-        )
-        .with_reputation(rep)
-    }
-
-    fn route(host: &str, hub: bool, name: &str) -> Route {
-        Route {
-            upstream: Arc::new(Upstream {
-                host: host.into(),
-                base: Url::parse(&format!("https://{host}")).unwrap(),
-                credentials: None,
-                auth_hosts: vec![],
-                official_prefix: hub,
-                redirects: Default::default(),
-            }),
-            repo: repo(name),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_combosquat_with_a_poor_reputation_is_blocked_and_a_popular_one_is_not() {
-        let hub = FakeHub::start().await;
-        let g = guard(&hub);
-        let who = Who::default();
-        let blocked = g
-            .check_name(&route("docker.io", true, "newbie/nginx-utils"), &who)
-            .await
-            .unwrap_err();
-        assert!(
-            blocked.message.contains("name.combosquat"),
-            "{}",
-            blocked.message
-        );
-        assert!(
-            blocked.message.contains("reputation."),
-            "{}",
-            blocked.message
-        );
-        // The stored name verdict is reused and Hub's answer comes from the cache.
-        g.check_name(&route("docker.io", true, "newbie/nginx-utils"), &who)
-            .await
-            .unwrap_err();
-        assert_eq!(hub.hits("newbie/nginx-utils"), 1);
-        // The same name, pulled millions of times: a warning, not a block. (A clear typosquat such
-        // as `ngnix` weighs the block threshold on its own; a combosquat needs the reputation.)
-        g.check_name(&route("docker.io", true, "bigcorp/nginx-utils"), &who)
-            .await
-            .unwrap();
-        // Hub down for this name: the name alone decides (a warning).
-        g.check_name(&route("docker.io", true, "ghost/nginx-utils"), &who)
-            .await
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn reputation_alone_never_blocks() {
-        let hub = FakeHub::start().await;
-        let g = guard(&hub);
-        let who = Who::default();
-        // A plain name from the poorest repository: nothing to raise, so Hub is not even asked.
-        g.check_name(&route("docker.io", true, "newbie/myapp"), &who)
-            .await
-            .unwrap();
-        assert_eq!(hub.hits("newbie/myapp"), 0);
-        // Its findings alone score nothing.
-        let rules = RuleSet::builtin().unwrap();
-        let f = hub
-            .client(5000, &rules)
-            .findings(&repo("newbie/myapp"))
-            .await;
-        assert_eq!(f.len(), 3);
-        assert_eq!(g.policy.judge.decide(&f), (Decision::Allow, 0.0));
-        // Weak name evidence (an official name under a user namespace) is raised to a warning at
-        // most, never to a block.
-        g.check_name(&route("docker.io", true, "newbie/ubuntu"), &who)
-            .await
-            .unwrap();
-        assert_eq!(hub.hits("newbie/ubuntu"), 1);
-    }
-
-    #[tokio::test]
-    async fn other_registries_are_never_looked_up() {
-        let hub = FakeHub::start().await;
-        let g = guard(&hub);
-        let _ = g
-            .check_name(&route("ghcr.io", false, "newbie/ngnix"), &Who::default())
-            .await;
-        assert_eq!(hub.total(), 0);
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod audit;
 pub mod guard;
+#[cfg(test)]
+mod reputation_tests;
 
 pub use crate::config::{ClientConfig, FailMode, Mode, PolicyConfig, ScopeRule};
 

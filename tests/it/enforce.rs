@@ -907,13 +907,17 @@ fn a_verdict_survives_a_restart() {
     let p = Portcullis::start_in(&data, &args);
     let err = skopeo_pull(&p.url(), BAD_LAYER).expect_err("skopeo pulled the miner image");
     eprintln!("skopeo, first pull of {BAD_LAYER}: {err}");
-    // skopeo sees only a body that ended early.
-    assert!(err.contains("unexpected EOF"), "{err}");
+    // skopeo sees a body that ended early, or (when the fill judged the small layer before this
+    // client's first byte went out) the refusal itself.
+    assert!(
+        err.contains("unexpected EOF") || err.contains("403"),
+        "{err}"
+    );
     let reqs = p.requests();
     assert!(
-        reqs.iter()
-            .any(|r| r.path == blob_path && r.status == 200 && r.outcome == "aborted"),
-        "the layer was not cut:{}",
+        reqs.iter().any(|r| r.path == blob_path
+            && ((r.status == 200 && r.outcome == "aborted") || r.status == 403)),
+        "the layer was neither cut nor refused:{}",
         lines(&reqs)
     );
     // Each 200 went upstream; a retry after the cut would have been a 403.
