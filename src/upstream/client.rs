@@ -4,7 +4,6 @@
 use super::auth::{parse_challenges, realm_allowed, Challenge, TokenCache, TokenResponse};
 use super::egress::{self, EgressResolver, Refusal, MAX_REDIRECTS};
 use super::route::{Route, Upstream};
-use super::status::read_capped;
 use crate::config::UpstreamSettings;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -438,6 +437,25 @@ fn basic(user: &str, password: &str) -> HeaderValue {
 async fn sleep_backoff(backoff: &mut Duration) {
     tokio::time::sleep(*backoff).await;
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// Reads a whole body, refusing one longer than `cap` without buffering past it, or one that
+/// stalls for `idle`.
+pub async fn read_capped(
+    response: reqwest::Response,
+    cap: usize,
+    idle: Duration,
+) -> Result<Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    let mut stream = idle_body(response, idle);
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > cap {
+            return Err(format!("body larger than {cap} bytes"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// An upstream response body as a stream of chunks, with errors as text.

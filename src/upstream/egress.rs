@@ -9,6 +9,7 @@
 //! name again through [`EgressResolver`], which applies the same rule to the addresses it connects
 //! to, so a name that changes its answer in between (DNS rebinding) gains nothing.
 
+pub use super::route::Redirects;
 use super::route::Upstream;
 pub use crate::config::HostPattern;
 use std::collections::HashSet;
@@ -18,30 +19,6 @@ use url::{Host, Url};
 
 /// How many redirects one request may follow.
 pub const MAX_REDIRECTS: usize = 5;
-
-/// Which of an upstream's answers are followed when they redirect, and where to.
-#[derive(Debug, Clone, Default)]
-pub struct Redirects {
-    /// Hosts beyond the upstream's own origin that a redirect may lead to.
-    pub hosts: Vec<HostPattern>,
-    /// Follow redirects of every read (manifests, tag lists, referrers), not only of blobs.
-    pub all_requests: bool,
-}
-
-impl Redirects {
-    /// Whether a redirect answered to `method <rest>` may be followed at all (to an allowed host).
-    pub fn followed(&self, method: &http::Method, rest: &str) -> bool {
-        let read = *method == http::Method::GET || *method == http::Method::HEAD;
-        read && (self.all_requests || rest.starts_with("blobs/"))
-    }
-
-    /// Whether `host` (and `port`) is listed exactly, not only matched by a wildcard.
-    fn lists_exactly(&self, host: &Host<&str>, port: u16) -> bool {
-        self.hosts
-            .iter()
-            .any(|p| p.is_exact() && p.matches(host, port))
-    }
-}
 
 /// Whether an address is on the public internet: not loopback, private (RFC 1918, ULA), link-local,
 /// unspecified, shared (CGNAT), multicast, documentation, benchmarking or reserved; IPv4 inside an

@@ -1,10 +1,11 @@
 //! Routing a request to one of the configured upstreams — and only to those.
 
-use super::egress::Redirects;
+use crate::config::HostPattern;
 use crate::config::{Config, ConfigError, Credentials};
 use crate::oci::{NameError, RepoName};
 use std::collections::HashMap;
 use std::sync::Arc;
+use url::Host;
 use url::Url;
 
 /// Docker Hub's names. One-component repositories on it live under `library/`.
@@ -145,6 +146,30 @@ impl Upstreams {
 /// The Docker reference rule: a first component with a `.` or `:`, or `localhost`, is a host.
 fn looks_like_host(component: &str) -> bool {
     component.contains('.') || component.contains(':') || component == "localhost"
+}
+
+/// Which of an upstream's answers are followed when they redirect, and where to.
+#[derive(Debug, Clone, Default)]
+pub struct Redirects {
+    /// Hosts beyond the upstream's own origin that a redirect may lead to.
+    pub hosts: Vec<HostPattern>,
+    /// Follow redirects of every read (manifests, tag lists, referrers), not only of blobs.
+    pub all_requests: bool,
+}
+
+impl Redirects {
+    /// Whether a redirect answered to `method <rest>` may be followed at all (to an allowed host).
+    pub fn followed(&self, method: &http::Method, rest: &str) -> bool {
+        let read = *method == http::Method::GET || *method == http::Method::HEAD;
+        read && (self.all_requests || rest.starts_with("blobs/"))
+    }
+
+    /// Whether `host` (and `port`) is listed exactly, not only matched by a wildcard.
+    pub(super) fn lists_exactly(&self, host: &Host<&str>, port: u16) -> bool {
+        self.hosts
+            .iter()
+            .any(|p| p.is_exact() && p.matches(host, port))
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! What an upstream's non-success answer means for the client: passed on (not found, denied),
 //! a retryable outage (429, 5xx), or a bad answer. The proxy's error type wraps these.
 
-use super::client::{idle_body, retry_after, upstream_text};
+pub use super::client::read_capped;
+use super::client::{retry_after, upstream_text};
 use super::Route;
 use crate::oci::{ErrorCode, ErrorEnvelope};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, StatusCode};
 use std::time::Duration;
 
@@ -135,25 +134,6 @@ pub async fn status_error(
             status: s.as_u16(),
         },
     }
-}
-
-/// Reads a whole body, refusing one longer than `cap` without buffering past it, or one that
-/// stalls for `idle`.
-pub async fn read_capped(
-    response: reqwest::Response,
-    cap: usize,
-    idle: Duration,
-) -> Result<Bytes, String> {
-    let mut buf = BytesMut::new();
-    let mut stream = idle_body(response, idle);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        if buf.len() + chunk.len() > cap {
-            return Err(format!("body larger than {cap} bytes"));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 /// The `Content-Length` header itself: reqwest's `content_length()` is the body's size hint, which
