@@ -15,6 +15,32 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// What a signed CDN URL carries in its query: a secret, never shown to a client or logged.
 const GRANT: &str = "X-Amz-Signature=s3cr3t-grant-9f1c";
 
+/// An OCI image manifest with an empty config and no layers (`annotations` when not null).
+fn empty_manifest(annotations: serde_json::Value) -> Vec<u8> {
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha256(b"{}"), "size": 2},
+        "layers": [],
+    });
+    if !annotations.is_null() {
+        m["annotations"] = annotations;
+    }
+    serde_json::to_vec(&m).unwrap()
+}
+
+/// `fake` answers `path` with `307` to `location`.
+fn redirect(fake: &Fake, path: &str, location: String) {
+    fake.fault(
+        path,
+        Fault::Redirect {
+            status: 307,
+            location,
+        },
+    );
+}
+
 /// portcullis with `docker.io` (the default upstream) at `fake`, fast retries, and `extra` lines in
 /// its `[upstreams."docker.io"]` section. The second value holds the config while it runs.
 fn proxy(fake: &Fake, extra: &str) -> (Portcullis, tempfile::TempDir) {
@@ -72,12 +98,10 @@ fn a_blob_redirect_to_another_port_on_the_machine_is_refused_and_nothing_reaches
     let digest = fake.blob(REPO, &noise(50_000, 1));
     let path = format!("/v2/{REPO}/blobs/{digest}");
     // Another port on 127.0.0.1: another origin, although the same machine as the upstream.
-    fake.fault(
+    redirect(
+        &fake,
         &path,
-        Fault::Redirect {
-            status: 307,
-            location: format!("http://{}/secret?{GRANT}", internal.addr),
-        },
+        format!("http://{}/secret?{GRANT}", internal.addr),
     );
     let (p, _cfg) = proxy(&fake, "");
     let r = raw_get(p.addr, &path, Duration::from_secs(30));
@@ -153,13 +177,7 @@ fn a_redirect_to_the_upstreams_own_origin_is_followed() {
     let storage = format!("/storage/{}", &digest[7..]);
     fake.put(&storage, "application/octet-stream", blob.clone());
     // Relative, as Artifact Registry and gcr.io send theirs.
-    fake.fault(
-        &path,
-        Fault::Redirect {
-            status: 307,
-            location: format!("{storage}?sig=grant"),
-        },
-    );
+    redirect(&fake, &path, format!("{storage}?sig=grant"));
     let (p, _cfg) = proxy(&fake, "");
     let r = http().head(format!("{}{path}", p.url())).send().unwrap();
     assert_eq!(r.status(), 200, "{}", p.log_text());
@@ -181,12 +199,10 @@ fn a_redirect_to_an_exactly_listed_host_is_followed_and_the_blob_verified() {
     let bad_digest = fake.blob(REPO, &bad);
     cdn.put("/data/bad", "application/octet-stream", noise(400_000, 6));
     for (digest, name) in [(&good_digest, "good"), (&bad_digest, "bad")] {
-        fake.fault(
+        redirect(
+            &fake,
             &format!("/v2/{REPO}/blobs/{digest}"),
-            Fault::Redirect {
-                status: 307,
-                location: format!("http://{}/data/{name}?{GRANT}", cdn.addr),
-            },
+            format!("http://{}/data/{name}?{GRANT}", cdn.addr),
         );
     }
     let (p, _cfg) = proxy(&fake, "redirect_hosts = [\"127.0.0.2\"]");
@@ -214,33 +230,13 @@ fn a_manifest_answered_with_a_redirect_is_refused_and_never_cached() {
     let fake = Fake::start();
     let internal = Fake::start();
     // What the internal service answers looks like a manifest, to tempt a cache.
-    let decoy = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": sha256(b"{}"), "size": 2},
-        "layers": [],
-        "annotations": {"internal": "INTERNAL-SERVICE-BODY decoy manifest"},
-    }))
-    .unwrap();
+    let decoy =
+        empty_manifest(serde_json::json!({"internal": "INTERNAL-SERVICE-BODY decoy manifest"}));
     internal.put("/m", OCI_MANIFEST, decoy.clone());
-    let real = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": sha256(b"{}"), "size": 2},
-        "layers": [],
-    }))
-    .unwrap();
+    let real = empty_manifest(serde_json::Value::Null);
     fake.manifest(REPO, "v1", OCI_MANIFEST, &real);
     let path = format!("/v2/{REPO}/manifests/v1");
-    fake.fault(
-        &path,
-        Fault::Redirect {
-            status: 307,
-            location: format!("http://{}/m?{GRANT}", internal.addr),
-        },
-    );
+    redirect(&fake, &path, format!("http://{}/m?{GRANT}", internal.addr));
     // Even with the internal host listed: manifests are not redirected.
     let (p, _cfg) = proxy(&fake, "redirect_hosts = [\"127.0.0.1\"]");
     let manifest = || {
@@ -359,12 +355,10 @@ fn errors_never_show_a_redirects_signed_query() {
     drop(closed);
     let digest = fake.blob(REPO, &noise(10_000, 7));
     let path = format!("/v2/{REPO}/blobs/{digest}");
-    fake.fault(
+    redirect(
+        &fake,
         &path,
-        Fault::Redirect {
-            status: 307,
-            location: format!("http://127.0.0.2:{port}/data/blob-path?{GRANT}"),
-        },
+        format!("http://127.0.0.2:{port}/data/blob-path?{GRANT}"),
     );
     let (p, _cfg) = proxy(&fake, "redirect_hosts = [\"127.0.0.2\"]");
     let (status, body) = get(&p, &path);
@@ -389,29 +383,14 @@ fn an_upstream_that_redirects_everything_is_followed_to_its_listed_hosts_only() 
     let fake = Fake::start();
     let mirror = Fake::start_on("127.0.0.2");
     let (internal, secret) = internal_service("127.0.0.1");
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": sha256(b"{}"), "size": 2},
-        "layers": [],
-    }))
-    .unwrap();
+    let manifest = empty_manifest(serde_json::Value::Null);
     mirror.manifest(REPO, "v1", OCI_MANIFEST, &manifest);
     let path = format!("/v2/{REPO}/manifests/v1");
-    fake.fault(
-        &path,
-        Fault::Redirect {
-            status: 307,
-            location: format!("http://{}{path}", mirror.addr),
-        },
-    );
-    fake.fault(
+    redirect(&fake, &path, format!("http://{}{path}", mirror.addr));
+    redirect(
+        &fake,
         &format!("/v2/{REPO}/manifests/v2"),
-        Fault::Redirect {
-            status: 307,
-            location: format!("http://{}/secret", internal.addr),
-        },
+        format!("http://{}/secret", internal.addr),
     );
     let (p, _cfg) = proxy(
         &fake,
