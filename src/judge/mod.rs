@@ -26,7 +26,7 @@ pub use refusal::{refusal, refusal_by_override, refusal_store_down};
 pub use runs::Runs;
 
 use crate::config::{FailMode, PolicyConfig};
-use crate::inspect::layer::{LayerFormat, LayerReport};
+use crate::inspect::layer::{LayerFormat, LayerReport, NotALayer};
 use crate::inspect::{total_score, Category, Decision, Evidence, Finding, Place, Severity};
 
 /// The rule id of the finding added when a layer or config cannot be judged to the end.
@@ -115,8 +115,22 @@ impl Judge {
     /// A layer's findings as the judge counts them: its report's findings, plus
     /// `inspect.incomplete` when it could not be read to the end; `None` for a blob that is not a
     /// layer (nothing to judge).
-    pub fn layer_findings(&self, report: LayerReport, digest: &str) -> Option<Vec<Finding>> {
+    ///
+    /// `rootfs`: the image lists the blob as a file-system layer. Then bytes that are no tar stream
+    /// (nor a compressed one) are a layer that cannot be judged: `inspect.incomplete`, which
+    /// blocks under `fail = "closed"`. Elsewhere (a signature's JSON) they are simply not a layer.
+    pub fn layer_findings(
+        &self,
+        report: LayerReport,
+        digest: &str,
+        rootfs: bool,
+    ) -> Option<Vec<Finding>> {
         if report.format == LayerFormat::NotALayer {
+            if rootfs && report.not_a_layer == Some(NotALayer::NotTar) {
+                let mut f = self.unjudged("a file-system layer whose bytes are no tar stream");
+                f.evidence.layer = Some(digest.to_string());
+                return Some(vec![f]);
+            }
             return None;
         }
         let mut findings = report.findings;

@@ -46,3 +46,10 @@ mod tests {
         assert_eq!(manifest_media_type(None), None);
     }
 }
+
+/// Whether a layer media type names a file-system layer (a tar, compressed or not), OCI or Docker,
+/// distributable or not.
+pub fn is_rootfs_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
+}

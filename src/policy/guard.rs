@@ -549,7 +549,14 @@ impl Guard {
     /// layer.
     fn record_layer(&self, terms: &Terms, report: LayerReport) -> LayerOutcome {
         let digest = &terms.digest;
-        let Some(found) = self.judge().layer_findings(report, &digest.to_string()) else {
+        let using = self.store.images_with_blob(digest).unwrap_or_default();
+        let rootfs = using
+            .iter()
+            .any(|m| matches!(self.store.image_blobs(m), Ok(Some(b)) if b.rootfs.contains(digest)));
+        let Some(found) = self
+            .judge()
+            .layer_findings(report, &digest.to_string(), rootfs)
+        else {
             return LayerOutcome::default();
         };
         let verdict = self.stamp(self.judge().findings(found));
@@ -566,7 +573,7 @@ impl Guard {
         // other layers), so evidence spread over several layers adds up.
         let mut images = Vec::new();
         let mut unknown = false;
-        for image in self.store.images_with_blob(digest).unwrap_or_default() {
+        for image in using {
             let Ok(Some(blobs)) = self.store.image_blobs(&image) else {
                 unknown = true;
                 continue;

@@ -122,6 +122,12 @@ impl PullThrough {
             config: image.config.digest.clone(),
             layers: image.layer_digests(),
             runs: Vec::new(),
+            rootfs: image
+                .layers
+                .iter()
+                .filter(|l| crate::oci::media::is_rootfs_layer(l.media_type()))
+                .map(|l| l.digest.clone())
+                .collect(),
         };
         // Artifacts (Helm charts, signatures) have other config types: only their layers count. An
         // image judged under the current rules is not judged again, so its config is not read (a

@@ -349,6 +349,8 @@ pub struct InspectedLayer {
     /// The blob digest (computed, for a legacy `docker save` layer).
     pub digest: Digest,
     pub report: LayerReport,
+    /// Listed as a file-system layer ([`crate::oci::media::is_rootfs_layer`]).
+    pub rootfs: bool,
 }
 
 /// One image judged.
@@ -459,6 +461,7 @@ impl Scanner {
         Ok(InspectedLayer {
             digest: got,
             report,
+            rootfs: crate::oci::media::is_rootfs_layer(&layer.media_type),
         })
     }
 
@@ -477,7 +480,7 @@ impl Scanner {
         let layers: Vec<Vec<Finding>> = image
             .layers
             .into_iter()
-            .filter_map(|l| judge.layer_findings(l.report, &l.digest.to_string()))
+            .filter_map(|l| judge.layer_findings(l.report, &l.digest.to_string(), l.rootfs))
             .collect();
         let layer_refs: Vec<&[Finding]> = layers.iter().map(Vec::as_slice).collect();
         let judged = judge.image(ImageEvidence {

@@ -139,6 +139,7 @@ async fn image(
         layers.push(InspectedLayer {
             digest,
             report: inspector.finish(),
+            rootfs: crate::oci::media::is_rootfs_layer(l.media_type()),
         });
     }
     Ok(InspectedImage {

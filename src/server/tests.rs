@@ -117,6 +117,21 @@ impl Upstream {
         config: Value,
         layers: Vec<Vec<u8>>,
     ) -> (String, Vec<String>) {
+        let typed = layers
+            .into_iter()
+            .map(|l| ("application/vnd.oci.image.layer.v1.tar+gzip", l))
+            .collect();
+        self.image_typed(repo, tag, config, typed)
+    }
+
+    /// The same, each layer with its own media type.
+    fn image_typed(
+        &mut self,
+        repo: &str,
+        tag: &str,
+        config: Value,
+        layers: Vec<(&str, Vec<u8>)>,
+    ) -> (String, Vec<String>) {
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64", "os": "linux", "config": config,
             "rootfs": {"type": "layers", "diff_ids": []},
@@ -125,10 +140,10 @@ impl Upstream {
         let config_digest = Digest::sha256_of(&config).to_string();
         let mut descriptors = Vec::new();
         let mut digests = Vec::new();
-        for l in layers {
+        for (media_type, l) in layers {
             let d = Digest::sha256_of(&l).to_string();
             descriptors.push(json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "mediaType": media_type,
                 "digest": d, "size": l.len(),
             }));
             digests.push(d.clone());
@@ -439,4 +454,62 @@ async fn made_up_names_leave_nothing_in_the_verdict_store() {
             .unwrap();
         assert_eq!(stored, crate::store::Lookup::Missing, "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_system_layer_that_is_no_tar_is_refused_and_a_signature_layer_is_not() {
+    let (up, app, _dir) = setup().await;
+    // Not gzip, zstd, xz, bzip2 nor tar: nothing the inspector can read, under a layer type.
+    let junk: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (_, layers) = up.lock().unwrap().image_typed(
+        "acme/opaque",
+        "latest",
+        json!({"Cmd": ["/app"]}),
+        vec![("application/vnd.oci.image.layer.v1.tar+gzip", junk.clone())],
+    );
+    let r = send(&app, "GET", "/v2/acme/opaque/manifests/latest", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let path = format!("/v2/acme/opaque/blobs/{}", layers[0]);
+    let r = send(&app, "GET", &path, &[]).await;
+    assert!(
+        r.body.len() < junk.len(),
+        "an unjudgeable layer is never delivered whole"
+    );
+    let mut r = send(&app, "GET", &path, &[]).await;
+    for _ in 0..100 {
+        if r.status == StatusCode::FORBIDDEN {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        r = send(&app, "GET", &path, &[]).await;
+    }
+    let message = r.denied();
+    assert!(message.contains("[inspect.incomplete]"), "{message}");
+
+    // A cosign signature's layer is JSON under its own type: not a file system, served.
+    let signature = br#"{"critical":{"identity":{"docker-reference":"x"},"image":{"docker-manifest-digest":"sha256:00"},"type":"cosign container image signature"},"optional":null}"#.to_vec();
+    let (_, layers) = up.lock().unwrap().image_typed(
+        "acme/opaque",
+        "sha256-00.sig",
+        json!({}),
+        vec![(
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            signature.clone(),
+        )],
+    );
+    let r = send(&app, "GET", "/v2/acme/opaque/manifests/sha256-00.sig", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(
+        &app,
+        "GET",
+        &format!("/v2/acme/opaque/blobs/{}", layers[0]),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::OK, signature.as_slice())
+    );
 }

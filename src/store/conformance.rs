@@ -172,11 +172,13 @@ pub(crate) fn image_blob_relation_both_ways(store: &dyn VerdictStore) {
         config: digest("c1"),
         layers: vec![digest("base"), digest("app")],
         runs: Vec::new(),
+        rootfs: Vec::new(),
     };
     let two = ImageBlobs {
         config: digest("c2"),
         layers: vec![digest("base"), digest("miner")],
         runs: Vec::new(),
+        rootfs: Vec::new(),
     };
     assert_eq!(store.image_blobs(&m1).unwrap(), None);
     assert_eq!(store.images_with_blob(&digest("base")).unwrap(), vec![]);
@@ -211,11 +213,13 @@ pub(crate) fn recording_an_image_again_replaces_it(store: &dyn VerdictStore) {
         config: digest("c"),
         layers: vec![digest("old")],
         runs: Vec::new(),
+        rootfs: Vec::new(),
     };
     let after = ImageBlobs {
         config: digest("c"),
         layers: vec![digest("new")],
         runs: Vec::new(),
+        rootfs: Vec::new(),
     };
     store.put_image(&m, &before).unwrap();
     store.put_image(&m, &after).unwrap();

@@ -115,6 +115,11 @@ pub struct ImageBlobs {
     /// counts as running, whichever layer holds it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<String>,
+    /// The layers whose media type says they are file systems (tar, compressed or not): bytes
+    /// that are no tar stream are then refused under `fail = "closed"`, where a signature's or
+    /// an attestation's JSON layer is not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rootfs: Vec<Digest>,
 }
 
 impl ImageBlobs {

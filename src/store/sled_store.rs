@@ -400,6 +400,7 @@ mod tests {
             config: digest("c"),
             layers: vec![digest("b")],
             runs: Vec::new(),
+            rootfs: Vec::new(),
         };
         store.put_image(&digest("m"), &blobs).unwrap();
         let first = store
@@ -501,6 +502,7 @@ mod tests {
             config: digest("c"),
             layers: vec![],
             runs: Vec::new(),
+            rootfs: Vec::new(),
         };
         store.put_image(&d, &blobs).unwrap();
         assert_eq!(store.image_blobs(&d).unwrap(), Some(blobs));
