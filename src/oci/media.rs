@@ -25,6 +25,13 @@ pub fn manifest_media_type(content_type: Option<&str>) -> Option<String> {
         .filter(|c| !c.is_empty())
 }
 
+/// Whether a layer media type names a file-system layer (a tar, compressed or not), OCI or Docker,
+/// distributable or not.
+pub fn is_rootfs_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,11 +52,4 @@ mod tests {
         assert_eq!(manifest_media_type(Some(" ; x")), None);
         assert_eq!(manifest_media_type(None), None);
     }
-}
-
-/// Whether a layer media type names a file-system layer (a tar, compressed or not), OCI or Docker,
-/// distributable or not.
-pub fn is_rootfs_layer(media_type: &str) -> bool {
-    media_type.starts_with("application/vnd.oci.image.layer.")
-        || media_type.starts_with("application/vnd.docker.image.rootfs.")
 }
