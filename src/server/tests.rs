@@ -252,6 +252,20 @@ impl Reply {
     }
 }
 
+/// The `403 DENIED` message for `path` once the blob's verdict is stored: the fill that judges a
+/// layer reads it to its end (and checks its digest) after cutting its clients.
+async fn denied_once_judged(app: &axum::Router, path: &str) -> String {
+    let mut r = send(app, "GET", path, &[]).await;
+    for _ in 0..100 {
+        if r.status == StatusCode::FORBIDDEN {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        r = send(app, "GET", path, &[]).await;
+    }
+    r.denied()
+}
+
 async fn setup() -> (Shared, axum::Router, tempfile::TempDir) {
     let state: Shared = Arc::default();
     let url = fake_upstream(state.clone()).await;
@@ -418,15 +432,7 @@ async fn a_miner_config_is_refused_at_the_manifest_and_a_miner_layer_at_its_blob
     );
     // The verdict is stored once the fill has read the whole layer and its digest checked out;
     // from then on the blob is refused before a byte is sent.
-    let mut r = send(&app, "GET", &path, &[]).await;
-    for _ in 0..100 {
-        if r.status == StatusCode::FORBIDDEN {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        r = send(&app, "GET", &path, &[]).await;
-    }
-    let message = r.denied();
+    let message = denied_once_judged(&app, &path).await;
     assert!(
         message.contains("[miner."),
         "the strongest evidence leads: {message}"
@@ -477,15 +483,7 @@ async fn a_file_system_layer_that_is_no_tar_is_refused_and_a_signature_layer_is_
         r.body.len() < junk.len(),
         "an unjudgeable layer is never delivered whole"
     );
-    let mut r = send(&app, "GET", &path, &[]).await;
-    for _ in 0..100 {
-        if r.status == StatusCode::FORBIDDEN {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        r = send(&app, "GET", &path, &[]).await;
-    }
-    let message = r.denied();
+    let message = denied_once_judged(&app, &path).await;
     assert!(message.contains("[inspect.incomplete]"), "{message}");
 
     // A cosign signature's layer is JSON under its own type: not a file system, served.
